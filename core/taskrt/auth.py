@@ -1,0 +1,65 @@
+"""Auth backends: the small typed interface the ``register_auth_backends`` hook registers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+
+class Role(StrEnum):
+    """What an identity may do: readers read, producers also create and cancel tasks,
+    admins do everything."""
+
+    READER = "reader"
+    PRODUCER = "producer"
+    ADMIN = "admin"
+
+    def allows(self, needed: Role) -> bool:
+        """True if this role includes ``needed``."""
+        order = (Role.READER, Role.PRODUCER, Role.ADMIN)
+        return order.index(self) >= order.index(needed)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who made a request, as an auth backend established it."""
+
+    subject: str
+    role: Role
+    backend: str
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What an auth backend may look at: the request's headers (lower-cased names) and client IP."""
+
+    headers: Mapping[str, str]
+    client_ip: str | None = None
+
+    def bearer_token(self) -> str | None:
+        """The token of an ``Authorization: Bearer <token>`` header, if any."""
+        value = self.headers.get("authorization", "")
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return None
+
+
+@runtime_checkable
+class AuthBackend(Protocol):
+    """Turns credentials into an identity, or answers ``None`` for "not mine"."""
+
+    def authenticate(self, credentials: Credentials) -> Identity | None:
+        """Return the identity, ``None`` if these credentials are not for this backend,
+        or raise :class:`AuthenticationFailed` if they are for it but wrong."""
+        ...
+
+
+class AuthenticationFailed(Exception):  # noqa: N818 - reads as a verdict, not a bug
+    """Credentials were meant for this backend but are invalid (expired, revoked, forged)."""
+
+
+AuthBackendFactory = Callable[[Any], AuthBackend]
+"""Builds a backend; called with the runtime (settings and database access)."""

@@ -1,0 +1,38 @@
+"""Printing for the CLI: JSON for machines, rich tables for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+
+def console() -> Console:
+    """A console on standard output (plain text when it is not a terminal)."""
+    return Console(soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    """Write ``data`` as indented JSON."""
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Render rows as a table."""
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    console().print(table)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print ``Error: message`` on standard error and exit with ``code``."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)

@@ -1,0 +1,307 @@
+"""taskrt's settings: one pydantic-settings class, read from ``TASKRT_*`` variables and a TOML file.
+
+Precedence, highest first: explicit keyword arguments, environment variables, the TOML file named
+by ``--config`` or ``TASKRT_CONFIG``, then the defaults below. ``TASKRT_DATABASE_URL`` falls back to
+``DATABASE_URL`` and ``TASKRT_REDIS_URL`` to ``REDIS_URL``, as hosting platforms set those.
+
+Every field is documented in ``docs/reference/settings.md``, which a test keeps in step with this
+class (``python -m taskrt.docs settings`` regenerates it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from taskrt.exceptions import ConfigurationError
+
+CONFIG_ENV_VAR = "TASKRT_CONFIG"
+DEFAULT_DATABASE_URL = "sqlite:///taskrt.db"
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_commas(value: Any) -> Any:
+    """Accept ``"a,b"`` from the environment as well as a real list from TOML or code."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def normalize_database_url(url: str) -> str:
+    """Map the URL forms hosting platforms hand out to the psycopg 3 driver SQLAlchemy needs."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def mask_url(url: str | None) -> str | None:
+    """Return ``url`` with any password replaced by ``***``, for display."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+class Settings(BaseSettings):
+    """Every knob taskrt has. Field descriptions become the settings reference."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TASKRT_",
+        extra="forbid",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    # --- storage ---------------------------------------------------------------------------
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        validation_alias=AliasChoices("TASKRT_DATABASE_URL", "DATABASE_URL", "database_url"),
+        description=(
+            "SQLAlchemy URL of the database that keeps every task and run. `postgres://` and "
+            "`postgresql://` URLs are mapped to the psycopg 3 driver. Falls back to `DATABASE_URL`; "
+            "the default is a SQLite file `taskrt.db` in the working directory."
+        ),
+    )
+    database_pool_size: int = Field(
+        default=10, ge=1, description="Connections each process keeps open to PostgreSQL."
+    )
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TASKRT_REDIS_URL", "REDIS_URL", "redis_url"),
+        description=(
+            "Redis URL for the queues (`redis://host:6379/0`). Falls back to `REDIS_URL`. "
+            "Unset: the queues live in the database."
+        ),
+    )
+    redis_prefix: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9_.:-]*$",
+        description=(
+            "Prefix put in front of every Redis key and channel taskrt uses, so several "
+            "deployments can share one Redis server."
+        ),
+    )
+
+    # --- plugins ----------------------------------------------------------------------------
+    plugins_load: CommaList | None = Field(
+        default=None,
+        description=(
+            "Allow-list: load only these plugins (entry-point names or distribution names, "
+            "comma-separated). Unset: load every installed plugin."
+        ),
+    )
+    plugins_disable: CommaList = Field(
+        default_factory=list,
+        description=(
+            "Block-list: never load these plugins (entry-point names or distribution names, "
+            "comma-separated). Wins over `plugins_load`."
+        ),
+    )
+    plugins_modules: CommaList = Field(
+        default_factory=list,
+        description=(
+            "Modules imported as plugins besides the entry points (comma-separated import "
+            "paths), for task types that live in an application instead of an installed "
+            "distribution."
+        ),
+    )
+    plugins_trace: bool = Field(
+        default=False, description="Log every hook call with its arguments at INFO level."
+    )
+
+    # --- logging ----------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest level of log line written."
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="text",
+        description="`json` writes one JSON object per line (for services); `text` is for a terminal.",
+    )
+
+    # --- tasks ------------------------------------------------------------------------------
+    default_queue: str = Field(
+        default="default",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Queue for a task whose call and handler name none.",
+    )
+    max_payload_bytes: int = Field(
+        default=256 * 1024, ge=1, description="Largest payload, as JSON, a task may carry."
+    )
+
+    # --- worker -----------------------------------------------------------------------------
+    worker_concurrency: int = Field(
+        default=8, ge=1, le=10_000, description="Handlers one worker process runs at once."
+    )
+    lease_ttl: float = Field(
+        default=30.0,
+        gt=0.2,
+        description=(
+            "Seconds a fetched run stays leased to its worker without renewal; a worker that "
+            "stops renewing loses its runs after this long."
+        ),
+    )
+    heartbeat_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "Seconds between a worker's heartbeats. Each beat also renews leases (at least three "
+            "times per lease TTL) and picks up cancellation requests."
+        ),
+    )
+    worker_offline_after: float = Field(
+        default=60.0,
+        gt=0,
+        description="A worker silent for this many seconds is marked `offline`.",
+    )
+    shutdown_grace: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "Seconds running tasks get to finish after SIGTERM before they are handed back."
+        ),
+    )
+    poison_budget: int = Field(
+        default=3,
+        ge=1,
+        description=(
+            "Lost runs (the worker died or stopped renewing) a task may have before it is "
+            "dead-lettered with reason `lost`."
+        ),
+    )
+    fetch_batch: int = Field(
+        default=32, ge=1, le=1000, description="Most runs a worker fetches in one call."
+    )
+    maintenance_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description=(
+            "Seconds between maintenance passes (promote delayed runs, reap expired leases, "
+            "relay the outbox) in each worker."
+        ),
+    )
+    reconcile_interval: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds between full reconciliations of the queues against the database.",
+    )
+    outbox_grace: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "Seconds an outbox row may wait for its producer's own dispatch before the relay "
+            "dispatches it."
+        ),
+    )
+    traceback_limit: int = Field(
+        default=8000, ge=0, description="Characters of a failed run's traceback that are stored."
+    )
+
+    @field_validator("plugins_load", "plugins_disable", "plugins_modules", mode="before")
+    @classmethod
+    def _comma_lists(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalize_database_url(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _blank_redis_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    # --- derived ----------------------------------------------------------------------------
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the database is a SQLite file (or memory)."""
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def is_postgresql(self) -> bool:
+        """True when the database is PostgreSQL."""
+        return self.database_url.startswith("postgresql")
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data, with passwords and secrets masked."""
+        data = self.model_dump(mode="json")
+        for name, value in self.__dict__.items():
+            if isinstance(value, SecretStr):
+                data[name] = "***" if value.get_secret_value() else ""
+        for name in ("database_url", "redis_url"):
+            data[name] = mask_url(data[name])
+        return data
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = _CONFIG_FILE.get()
+        if toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+
+class _ConfigFileSlot:
+    """Hands the TOML path to ``settings_customise_sources`` for the duration of one load."""
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+
+    def get(self) -> Path | None:
+        return self.path
+
+
+_CONFIG_FILE = _ConfigFileSlot()
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Build the effective settings.
+
+    ``config_file`` (or ``TASKRT_CONFIG``) names an optional TOML file of top-level keys named
+    like the fields (``database_url = "..."``). Keyword overrides beat everything else.
+    """
+    from pydantic import ValidationError as PydanticValidationError
+
+    path_text = config_file if config_file is not None else os.environ.get(CONFIG_ENV_VAR)
+    path = Path(path_text) if path_text else None
+    if path is not None and not path.is_file():
+        raise ConfigurationError(f"config file {str(path)!r} does not exist or is not a file")
+    _CONFIG_FILE.path = path
+    try:
+        return Settings(**overrides)
+    except PydanticValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        source = f" (config file {str(path)!r})" if path else ""
+        raise ConfigurationError(f"invalid settings{source}: {problems}") from None
+    except ValueError as exc:  # a TOML syntax error surfaces as tomllib.TOMLDecodeError
+        raise ConfigurationError(f"cannot read config file {str(path)!r}: {exc}") from None
+    finally:
+        _CONFIG_FILE.path = None
