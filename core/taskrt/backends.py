@@ -1,8 +1,15 @@
-"""Which store and queue backend the settings select, and why."""
+"""Which store and queue backend the settings select, and opening them."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from taskrt.exceptions import ConfigurationError
 from taskrt.settings import Settings
+
+if TYPE_CHECKING:
+    from taskrt.queue.base import QueueBackend
+    from taskrt.store import Store
 
 
 def describe_backend(settings: Settings) -> dict[str, str]:
@@ -15,3 +22,22 @@ def describe_backend(settings: Settings) -> dict[str, str]:
         "queue": f"sql ({store})",
         "reason": "no Redis URL is set, so the queues live in the database",
     }
+
+
+def open_store(settings: Settings) -> Store:
+    """The store on the configured database (connects lazily)."""
+    from taskrt.db.engine import engine_from_settings
+    from taskrt.store import Store
+
+    return Store(engine_from_settings(settings))
+
+
+def open_queue_backend(settings: Settings, store: Store) -> QueueBackend:
+    """The queue backend the settings select, over ``store``."""
+    if settings.redis_url:
+        from taskrt.queue.redis_backend import RedisQueueBackend
+
+        return RedisQueueBackend.from_settings(store, settings)
+    raise ConfigurationError(
+        "no Redis URL is set (TASKRT_REDIS_URL) and the SQL queue backend is not available yet"
+    )

@@ -16,7 +16,9 @@ from taskrt.exceptions import TaskCancelled
 class _RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     """A logger that stamps every line with the run's ids (as ``extra`` fields)."""
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
         extra = dict(self.extra or {})
         extra.update(kwargs.get("extra") or {})
         kwargs["extra"] = extra

@@ -25,6 +25,7 @@ Control flow (not errors; a handler raises them on purpose)::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -112,12 +113,13 @@ class Retry(TaskControl):
     """
 
     def __init__(self, delay: float | None = None, reason: str = "") -> None:
-        if delay is not None and delay < 0:
-            raise ValueError(f"Retry delay must be >= 0 seconds, got {delay}")
+        # NaN compares False with everything and infinity never comes due: refuse both.
+        if delay is not None and not 0 <= delay < math.inf:
+            raise ValueError(f"Retry delay must be a finite number >= 0 seconds, got {delay}")
         self.delay = delay
         self.reason = reason
         super().__init__(reason or (f"retry in {delay}s" if delay is not None else "retry"))
 
 
 class TaskCancelled(TaskControl):
-    """Raised inside a handler (usually by ``ctx.raise_if_cancelled()``) to end the run as cancelled."""
+    """Raised in a handler (usually by ``ctx.raise_if_cancelled()``) to end the run cancelled."""

@@ -64,7 +64,9 @@ def check_queue_name(name: str) -> str:
     return name
 
 
-def _errors_from_pydantic(exc: PydanticValidationError, prefix: tuple[str, ...]) -> list[dict[str, Any]]:
+def _errors_from_pydantic(
+    exc: PydanticValidationError, prefix: tuple[str, ...]
+) -> list[dict[str, Any]]:
     return [
         {"loc": [*prefix, *(str(p) for p in err["loc"])], "msg": err["msg"], "type": err["type"]}
         for err in exc.errors()
@@ -123,7 +125,9 @@ class TaskType(Generic[R]):
                 if isinstance(payload, self.payload_model):
                     model = payload
                 else:
-                    model = self.payload_model.model_validate(payload if payload is not None else {})
+                    model = self.payload_model.model_validate(
+                        payload if payload is not None else {}
+                    )
             except PydanticValidationError as exc:
                 errors = _errors_from_pydantic(exc, ("payload",))
                 detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
@@ -159,7 +163,9 @@ class TaskType(Generic[R]):
             return self.func(payload, ctx)
         return self.func(payload)
 
-    def enqueue(self, payload: Any = None, *, client: Client | None = None, **options: Any) -> EnqueueResult:
+    def enqueue(
+        self, payload: Any = None, *, client: Client | None = None, **options: Any
+    ) -> EnqueueResult:
         """Enqueue a task of this type, through ``client`` or the default client from settings."""
         from taskrt.client import default_client
 

@@ -14,7 +14,7 @@ import logging
 import re
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +77,7 @@ class LoadedPlugins:
     infos: dict[str, PluginInfo] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    trace: bool = False
 
 
 def _is_selected(ep: importlib.metadata.EntryPoint, settings: Settings) -> bool:
@@ -111,12 +112,14 @@ def load_plugins(
     """
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
-    loaded = LoadedPlugins(manager=manager)
+    loaded = LoadedPlugins(manager=manager, trace=settings.plugins_trace)
     if settings.plugins_trace:
         _enable_tracing(manager)
 
     if entry_points:
-        for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        for ep in sorted(
+            importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name
+        ):
             dist_name = ep.dist.name if ep.dist else None
             version = ep.dist.version if ep.dist else None
             if not _is_selected(ep, settings):
@@ -187,7 +190,7 @@ def _record_failure(
 
 
 def _enable_tracing(manager: pluggy.PluginManager) -> None:
-    def before(hook_name: str, impls: list[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
+    def before(hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
         trace_log.info(
             "hook %s(%s) -> %s",
             hook_name,
@@ -225,7 +228,7 @@ class Registry:
             ) from None
 
     def retry_strategy(self, name: str, params: Mapping[str, Any] | None = None) -> RetryStrategy:
-        """Build the strategy ``name`` with ``params``; ValidationError naming the problem if bad."""
+        """Build strategy ``name`` with ``params``; ValidationError naming the problem if bad."""
         try:
             factory = self.retry_strategies[name]
         except KeyError:
@@ -239,10 +242,7 @@ class Registry:
         except Exception as exc:  # pydantic ValidationError, TypeError for bad keywords, ...
             errors = getattr(exc, "errors", None)
             details = (
-                [
-                    {"loc": ["retry_params", *map(str, e["loc"])], "msg": e["msg"]}
-                    for e in errors()
-                ]
+                [{"loc": ["retry_params", *map(str, e["loc"])], "msg": e["msg"]} for e in errors()]
                 if callable(errors)
                 else [{"loc": ["retry_params"], "msg": str(exc)}]
             )
@@ -304,25 +304,30 @@ def _collect(
     kind: str,
     add: _Adder,
 ) -> None:
-    target: dict[str, Any] = {
+    targets: dict[str, dict[str, Any]] = {
         "task": registry.task_types,
         "retry": registry.retry_strategies,
         "auth": registry.auth_backends,
-    }[kind]
+    }
+    target = targets[kind]
     for impl in reversed(hook.get_hookimpls()):
         info = loaded.infos[impl.plugin_name]
         staged: dict[str, Any] = {}
 
-        def register(*args: Any, _staged: dict[str, Any] = staged) -> None:
+        def register(
+            *args: Any, _staged: dict[str, Any] = staged, _info: PluginInfo = info
+        ) -> None:
             name, value = add(_staged, args)
             if kind == "task":
                 check_task_name(name)
             if name in _staged:
                 raise DuplicateRegistrationError(
-                    _KIND_LABEL[kind], name, info.describe(), info.describe()
+                    _KIND_LABEL[kind], name, _info.describe(), _info.describe()
                 )
             _staged[name] = value
 
+        if loaded.trace:  # called per plugin, not through the hook, so trace it here
+            trace_log.info("hook %s -> %s(register)", hook.name, impl.plugin_name)
         try:
             impl.function(register=register)
         except DuplicateRegistrationError:
@@ -365,7 +370,9 @@ class Observers:
         self._lock = threading.Lock()
         self.errors: dict[str, int] = {}
 
-    def _implementations(self, hook_name: str) -> list[tuple[str, Callable[..., Any], tuple[str, ...]]]:
+    def _implementations(
+        self, hook_name: str
+    ) -> list[tuple[str, Callable[..., Any], tuple[str, ...]]]:
         impls = self._impls.get(hook_name)
         if impls is None:
             caller: pluggy.HookCaller = getattr(self._manager.hook, hook_name)
@@ -384,7 +391,8 @@ class Observers:
         """Call every implementation of ``hook_name`` with the arguments it asks for."""
         for plugin_name, function, argnames in self._implementations(hook_name):
             if self._trace:
-                trace_log.info("hook %s -> %s(%s)", hook_name, plugin_name, ", ".join(argnames))
+                arguments = ", ".join(f"{n}={kwargs.get(n)!r}" for n in argnames)
+                trace_log.info("hook %s -> %s(%s)", hook_name, plugin_name, arguments)
             try:
                 function(**{name: kwargs[name] for name in argnames})
             except Exception:  # an observer must never break the task it observes

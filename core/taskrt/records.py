@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 
 class TaskStatus(StrEnum):
@@ -82,7 +82,7 @@ class RunRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return _jsonable(self)
+        return cast(dict[str, Any], _jsonable(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +117,7 @@ class TaskRecord:
 
     def to_dict(self, *, runs: bool = True) -> dict[str, Any]:
         """JSON-ready form; ``runs=False`` leaves the runs out."""
-        data = _jsonable(self)
+        data = cast(dict[str, Any], _jsonable(self))
         if not runs:
             data.pop("runs", None)
         return data
@@ -199,7 +199,7 @@ class WorkerInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return _jsonable(self)
+        return cast(dict[str, Any], _jsonable(self))
 
 
 def _jsonable(obj: Any) -> Any:

@@ -19,17 +19,15 @@ class Failure:
     """What a strategy knows about a failed run."""
 
     attempt: int
-    """Number of the attempt that just failed, counting from 1."""
+    """Number of the attempt that just failed, counting from 1 (lost runs count too)."""
+    retries_made: int
+    """Retries already made for failures before this one (0 after the first failure); runs
+    lost with their worker do not count, they have their own poison budget."""
     max_retries: int
     """Retries the task may have after its first attempt."""
     error_type: str
     """Qualified name of the exception the handler raised (or ``TimeoutError``)."""
     error_message: str
-
-    @property
-    def retries_made(self) -> int:
-        """Retries already made before this failure (0 after the first attempt fails)."""
-        return self.attempt - 1
 
     @property
     def retries_left(self) -> int:
@@ -94,5 +92,7 @@ def build_strategy(factory: RetryStrategyFactory, params: dict[str, Any]) -> Ret
     """Call ``factory`` with ``params``; a plain function returning a strategy works too."""
     strategy = factory(**params)
     if not isinstance(strategy, RetryStrategy):
-        raise TypeError(f"retry strategy factory {factory!r} returned {strategy!r}, which has no decide()")
+        raise TypeError(
+            f"retry strategy factory {factory!r} returned {strategy!r}, which has no decide()"
+        )
     return strategy

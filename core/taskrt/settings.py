@@ -54,10 +54,11 @@ def mask_url(url: str | None) -> str | None:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    # Split the raw netloc rather than rebuild it from hostname/port, which would drop the
+    # brackets of an IPv6 address ("[::1]:5432").
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
 
 
 class Settings(BaseSettings):
@@ -76,7 +77,8 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TASKRT_DATABASE_URL", "DATABASE_URL", "database_url"),
         description=(
             "SQLAlchemy URL of the database that keeps every task and run. `postgres://` and "
-            "`postgresql://` URLs are mapped to the psycopg 3 driver. Falls back to `DATABASE_URL`; "
+            "`postgresql://` URLs are mapped to the psycopg 3 driver. Falls back to "
+            "`DATABASE_URL`; "
             "the default is a SQLite file `taskrt.db` in the working directory."
         ),
     )
@@ -133,7 +135,9 @@ class Settings(BaseSettings):
     )
     log_format: Literal["json", "text"] = Field(
         default="text",
-        description="`json` writes one JSON object per line (for services); `text` is for a terminal.",
+        description=(
+            "`json` writes one JSON object per line (for services); `text` is for a terminal."
+        ),
     )
 
     # --- tasks ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ class _Params(BaseModel):
 
 
 class Exponential(_Params, DelayStrategy):
-    """delay = base × factor^n, capped at ``max_delay``; n is the number of retries already made.
+    """delay = base x factor^n, capped at ``max_delay``; n is the number of retries already made.
 
     ``jitter=True`` draws the delay uniformly from [0, delay] ("full jitter"), which spreads a
     crowd of failing tasks out instead of retrying them in lock-step.
@@ -48,7 +48,9 @@ class Exponential(_Params, DelayStrategy):
 class Fixed(_Params, DelayStrategy):
     """The same delay before every retry."""
 
-    delay_seconds: float = Field(default=10.0, ge=0, alias="delay", description="Seconds per retry.")
+    delay_seconds: float = Field(
+        default=10.0, ge=0, alias="delay", description="Seconds per retry."
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -58,7 +60,7 @@ class Fixed(_Params, DelayStrategy):
 
 
 class Linear(_Params, DelayStrategy):
-    """delay = base + step × n, capped at ``max_delay``; n is the number of retries already made."""
+    """delay = base + step x n, capped at ``max_delay``; n is the number of retries already made."""
 
     base: float = Field(default=1.0, ge=0, description="Seconds before the first retry.")
     step: float = Field(default=1.0, ge=0, description="Seconds added per retry.")

@@ -16,7 +16,10 @@ from taskrt._version import __version__
 from taskrt.cli.config_cmd import config_group
 from taskrt.cli.db_cmd import db_group
 from taskrt.cli.plugins_cmd import plugins_command
+from taskrt.cli.queues_cmd import dlq_group, queue_group, queues_command, workers_command
 from taskrt.cli.state import CliState, get_state
+from taskrt.cli.tasks_cmd import enqueue_command, task_group
+from taskrt.cli.worker_cmd import worker_command
 from taskrt.exceptions import TaskrtError
 
 
@@ -72,7 +75,9 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
     Start here:
       taskrt db upgrade                  create or migrate the schema
       taskrt plugins                     what task types are installed
-      taskrt config show                 effective settings and backends
+      taskrt enqueue example.echo --payload '{"hi": 1}'
+      taskrt worker --queues high,normal run tasks, high before normal
+      taskrt queues                      what is waiting where
     """
     state = ctx.ensure_object(CliState)
     state.config_file = config_file
@@ -80,9 +85,19 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
     logging.basicConfig(level=settings_level, format="%(levelname)s %(name)s: %(message)s")
 
 
-cli.add_command(plugins_command)
-cli.add_command(db_group)
-cli.add_command(config_group)
+for _command in (
+    worker_command,
+    enqueue_command,
+    task_group,
+    queues_command,
+    queue_group,
+    dlq_group,
+    workers_command,
+    plugins_command,
+    db_group,
+    config_group,
+):
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from taskrt.cli.state import get_state
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 
 @click.group("db")
@@ -12,7 +17,7 @@ def db_group() -> None:
     """Create and migrate the database schema."""
 
 
-def _engine():  # type: ignore[no-untyped-def]
+def _engine() -> Engine:
     from taskrt.db.engine import engine_from_settings
 
     return engine_from_settings(get_state().settings)

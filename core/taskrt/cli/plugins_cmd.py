@@ -22,9 +22,11 @@ def describe_plugins(runtime: Runtime) -> dict[str, Any]:
             "version": info.version,
             "module": info.module,
             "hooks": sorted(
-                caller.name for caller in runtime.plugin_manager.get_hookcallers(
+                caller.name
+                for caller in runtime.plugin_manager.get_hookcallers(
                     runtime.plugin_manager.get_plugin(name)
-                ) or []
+                )
+                or []
             ),
             "task_types": [],
             "retry_strategies": [],

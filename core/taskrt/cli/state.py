@@ -1,4 +1,5 @@
-"""What CLI commands share: the config path and, built on first use, settings and the runtime."""
+"""What CLI commands share: the config path and, built on first use, settings, the runtime and
+the service layer."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from taskrt.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from taskrt.runtime import Runtime
+    from taskrt.service import TaskService
+    from taskrt.store.audit import Actor
 
 
 class CliState:
@@ -30,6 +33,27 @@ class CliState:
         from taskrt.runtime import Runtime
 
         return Runtime.load(self.settings)
+
+    @cached_property
+    def service(self) -> TaskService:
+        """The service layer over the configured store and queue backend."""
+        from taskrt.backends import open_queue_backend, open_store
+        from taskrt.service import TaskService
+
+        store = open_store(self.settings)
+        return TaskService(self.runtime, store, open_queue_backend(self.settings, store))
+
+    def actor(self) -> Actor:
+        """The audit actor for changes made from this command line (``cli:<user>``)."""
+        import getpass
+
+        from taskrt.store.audit import Actor
+
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = "unknown"
+        return Actor(f"cli:{user}")
 
 
 def get_state(ctx: click.Context | None = None) -> CliState:

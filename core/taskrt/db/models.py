@@ -1,4 +1,4 @@
-"""The schema: tasks, their runs, schedules and fires, workers, the outbox, the audit log and API keys.
+"""The schema: tasks and runs, schedules and fires, workers, outbox, audit log, API keys.
 
 PostgreSQL is the truth (DESIGN.md section 4). Statuses are plain strings guarded by CHECK
 constraints rather than native enums, so adding a status is an ordinary migration on both
@@ -60,6 +60,7 @@ class Task(Base):
     retry_strategy: Mapped[str] = mapped_column(sa.String(100))
     retry_params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     timeout_seconds: Mapped[float | None] = mapped_column(sa.Float)
+    retry_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     lost_runs: Mapped[int] = mapped_column(sa.Integer, default=0)
     failure_reason: Mapped[str | None] = mapped_column(sa.String(32))
     trace_id: Mapped[str | None] = mapped_column(sa.String(128))
@@ -160,6 +161,16 @@ class Outbox(Base):
     )
 
 
+class QueueState(Base):
+    """Per-queue state that must survive the queue backend: whether the queue is paused."""
+
+    __tablename__ = "queues"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    paused: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=db_now())
+
+
 class Worker(Base):
     """A worker process and its heartbeat."""
 
@@ -214,9 +225,13 @@ class ScheduleFire(Base):
     __tablename__ = "schedule_fires"
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
-    schedule_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("schedules.id", ondelete="CASCADE"))
+    schedule_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("schedules.id", ondelete="CASCADE")
+    )
     fire_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    task_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("tasks.id", ondelete="SET NULL"))
+    task_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("tasks.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=db_now())
 
     __table_args__ = (sa.UniqueConstraint("schedule_id", "fire_at"),)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -39,9 +39,10 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return None
         if isinstance(value, str):  # SQLite may hand back text written by db_now()
             value = datetime.fromisoformat(value)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        stamp = cast(datetime, value)
+        if stamp.tzinfo is None:
+            return stamp.replace(tzinfo=UTC)
+        return stamp.astimezone(UTC)
 
 
 class db_now(FunctionElement[datetime]):  # noqa: N801 - reads like the SQL function it renders
@@ -68,3 +69,33 @@ def _db_now_postgresql(element: db_now, compiler: Any, **kw: Any) -> str:
 def _db_now_sqlite(element: db_now, compiler: Any, **kw: Any) -> str:
     # the same text form SQLAlchemy writes for DateTime on SQLite, so comparisons are textual-safe
     return "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
+
+
+class db_now_plus(FunctionElement[datetime]):  # noqa: N801 - reads like the SQL it renders
+    """The database clock plus a number of seconds (a bound value or column expression)."""
+
+    type = UTCDateTime()
+    inherit_cache = True
+
+
+@compiles(db_now_plus)
+def _db_now_plus_default(element: db_now_plus, compiler: Any, **kw: Any) -> str:
+    raise NotImplementedError("db_now_plus is implemented for PostgreSQL and SQLite only")
+
+
+@compiles(db_now_plus, "postgresql")
+def _db_now_plus_postgresql(element: db_now_plus, compiler: Any, **kw: Any) -> str:
+    (seconds,) = list(element.clauses)
+    return (
+        "(statement_timestamp() + make_interval(secs => "
+        f"CAST({compiler.process(seconds, **kw)} AS double precision)))"
+    )
+
+
+@compiles(db_now_plus, "sqlite")
+def _db_now_plus_sqlite(element: db_now_plus, compiler: Any, **kw: Any) -> str:
+    (seconds,) = list(element.clauses)
+    return (
+        "strftime('%Y-%m-%d %H:%M:%f000', 'now', "
+        f"printf('%+.3f seconds', {compiler.process(seconds, **kw)}))"
+    )

@@ -93,7 +93,7 @@ def word_count(payload: WordCountPayload, ctx: taskrt.TaskContext) -> dict[str, 
 
 
 class Fibonacci(BaseModel, DelayStrategy):
-    """delay = base × fib(n + 1), capped at ``max_delay``: 1, 1, 2, 3, 5, 8 ... × base."""
+    """delay = base * fib(n + 1), capped at ``max_delay``: 1, 1, 2, 3, 5, 8 ... * base."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

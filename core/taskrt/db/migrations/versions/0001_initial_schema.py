@@ -1,4 +1,5 @@
-"""Initial schema: tasks, task_runs, outbox, workers, schedules, schedule_fires, audit_log, api_keys.
+"""Initial schema: tasks, task_runs, outbox, queues, workers, schedules, schedule_fires, audit_log,
+api_keys.
 
 Revision ID: 0001
 Revises:
@@ -8,6 +9,7 @@ Create Date: 2026-11-28
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -31,7 +33,7 @@ def _now_column(name: str) -> sa.Column:  # type: ignore[type-arg]
     return sa.Column(name, UTCDateTime(timezone=True), server_default=db_now(), nullable=False)
 
 
-def _partial(where: str) -> dict[str, sa.TextClause]:
+def _partial(where: str) -> dict[str, Any]:
     return {"postgresql_where": sa.text(where), "sqlite_where": sa.text(where)}
 
 
@@ -81,6 +83,7 @@ def upgrade() -> None:
         sa.Column("retry_strategy", sa.String(length=100), nullable=False),
         sa.Column("retry_params", JSON, nullable=False),
         sa.Column("timeout_seconds", sa.Float(), nullable=True),
+        sa.Column("retry_count", sa.Integer(), nullable=False),
         sa.Column("lost_runs", sa.Integer(), nullable=False),
         sa.Column("failure_reason", sa.String(length=32), nullable=True),
         sa.Column("trace_id", sa.String(length=128), nullable=True),
@@ -102,6 +105,14 @@ def upgrade() -> None:
     op.create_index("ix_tasks_status_id", "tasks", ["status", "id"])
     op.create_index(
         "uq_tasks_live_dedup", "tasks", ["name", "dedup_key"], unique=True, **_partial(LIVE_DEDUP)
+    )
+
+    op.create_table(
+        "queues",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("paused", sa.Boolean(), nullable=False),
+        _now_column("updated_at"),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_queues")),
     )
 
     op.create_table(
@@ -244,6 +255,7 @@ def downgrade() -> None:
     op.drop_table("task_runs")
     op.drop_table("schedules")
     op.drop_table("workers")
+    op.drop_table("queues")
     op.drop_table("tasks")
     op.drop_table("audit_log")
     op.drop_table("api_keys")

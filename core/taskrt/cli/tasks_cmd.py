@@ -1,0 +1,165 @@
+"""``taskrt enqueue`` and ``taskrt task show|cancel``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import click
+
+from taskrt.cli.output import print_json, print_table
+from taskrt.cli.state import get_state
+from taskrt.exceptions import ValidationError
+from taskrt.records import TaskRecord
+
+
+def parse_payload(text: str | None) -> Any:
+    """``--payload``: JSON text, or ``@path`` to read JSON from a file (``@-``: stdin)."""
+    if text is None:
+        return None
+    if text.startswith("@"):
+        source = text[1:]
+        try:
+            text = sys.stdin.read() if source == "-" else Path(source).read_text("utf-8")
+        except OSError as exc:
+            raise ValidationError(f"cannot read payload file {source!r}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"--payload is not valid JSON: {exc}") from None
+
+
+def parse_task_id(text: str) -> uuid.UUID:
+    """A task id from the command line."""
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise ValidationError(f"{text!r} is not a task id (a UUID)") from None
+
+
+@click.command("enqueue")
+@click.argument("name")
+@click.option("--payload", help="JSON payload, or @file to read it from a file (@- for stdin).")
+@click.option("--queue", help="Queue (default: the task type's queue, else 'default').")
+@click.option("--delay", type=float, help="Seconds to wait before the task may start.")
+@click.option("--dedup-key", help="Return the live task holding this key instead of creating one.")
+@click.option("--max-retries", type=int, help="Retries after the first attempt.")
+@click.option("--retry", "retry", help="Retry strategy name.")
+@click.option("--retry-params", help="Retry strategy parameters as JSON.")
+@click.option("--timeout", type=float, help="Seconds one attempt may take.")
+@click.option("--priority", type=int, help="Priority number stored with the task.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def enqueue_command(
+    name: str,
+    payload: str | None,
+    queue: str | None,
+    delay: float | None,
+    dedup_key: str | None,
+    max_retries: int | None,
+    retry: str | None,
+    retry_params: str | None,
+    timeout: float | None,
+    priority: int | None,
+    as_json: bool,
+) -> None:
+    """Create a task of type NAME and print its id."""
+    from taskrt.service import EnqueueSpec
+
+    state = get_state()
+    spec = EnqueueSpec(
+        name=name,
+        payload=parse_payload(payload),
+        queue=queue,
+        delay=delay,
+        dedup_key=dedup_key,
+        max_retries=max_retries,
+        retry=retry,
+        retry_params=parse_payload(retry_params) if retry_params else None,
+        timeout=timeout,
+        priority=priority,
+    )
+    result = state.service.enqueue(spec, actor=state.actor())
+    if as_json:
+        print_json(result.to_dict())
+        return
+    click.echo(str(result.id))
+    if not result.created:
+        click.echo("(a live task already held that dedup key; it was returned)", err=True)
+
+
+@click.group("task")
+def task_group() -> None:
+    """Inspect and cancel single tasks."""
+
+
+def render_task(task: TaskRecord) -> None:
+    """Print a task and its runs as tables."""
+    print_table(
+        f"Task {task.id}",
+        ["field", "value"],
+        [
+            ("name", task.name),
+            (
+                "status",
+                task.status.value + (f" ({task.failure_reason})" if task.failure_reason else ""),
+            ),
+            ("queue", task.queue),
+            ("priority", task.priority),
+            ("payload", json.dumps(task.payload)[:200]),
+            ("max retries", f"{task.max_retries} ({task.retry})"),
+            ("dedup key", task.dedup_key or ""),
+            ("created", task.created_at.isoformat()),
+            ("finished", task.finished_at.isoformat() if task.finished_at else ""),
+            (
+                "cancel requested",
+                task.cancel_requested_at.isoformat() if task.cancel_requested_at else "",
+            ),
+        ],
+    )
+    print_table(
+        "Runs",
+        ["attempt", "status", "started", "finished", "worker", "result / error"],
+        [
+            (
+                r.attempt,
+                r.status.value + (f" ({r.outcome_reason})" if r.outcome_reason else ""),
+                r.started_at.isoformat() if r.started_at else "",
+                r.finished_at.isoformat() if r.finished_at else "",
+                str(r.worker_id)[:8] if r.worker_id else "",
+                (f"{r.error_type}: {r.error_message}" if r.error_type else json.dumps(r.result))[
+                    :120
+                ],
+            )
+            for r in task.runs
+        ],
+    )
+
+
+@task_group.command("show")
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show_command(task_id: str, as_json: bool) -> None:
+    """Show a task and every one of its runs."""
+    task = get_state().service.get(parse_task_id(task_id))
+    if as_json:
+        print_json(task.to_dict())
+    else:
+        render_task(task)
+
+
+@task_group.command("cancel")
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the task as JSON.")
+def cancel_command(task_id: str, as_json: bool) -> None:
+    """Cancel a task: a queued one never runs, a running one is asked to stop."""
+    state = get_state()
+    task = state.service.cancel(parse_task_id(task_id), actor=state.actor())
+    if as_json:
+        print_json(task.to_dict(runs=False))
+    elif task.status.value == "cancelled":
+        click.echo(f"task {task.id} cancelled")
+    else:
+        click.echo(f"task {task.id} is running; cancellation requested")

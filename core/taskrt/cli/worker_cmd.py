@@ -1,0 +1,52 @@
+"""``taskrt worker``: run tasks."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from taskrt.cli.state import get_state
+
+
+@click.command("worker")
+@click.option(
+    "--queues",
+    "-q",
+    default="default",
+    show_default=True,
+    help="Queues in strict priority order (high,normal), or weighted (high:5,normal:1).",
+)
+@click.option("--concurrency", "-c", type=click.IntRange(1, 10_000), help="Handlers run at once.")
+@click.option("--name", help="Worker name shown in `taskrt workers` (default: host-pid).")
+@click.option(
+    "--lease-ttl", type=click.FloatRange(0.2, min_open=True), help="Seconds a lease lasts."
+)
+@click.option("--shutdown-grace", type=click.FloatRange(0), help="Seconds to drain after SIGTERM.")
+def worker_command(
+    queues: str,
+    concurrency: int | None,
+    name: str | None,
+    lease_ttl: float | None,
+    shutdown_grace: float | None,
+) -> None:
+    """Fetch and run tasks until SIGTERM or Ctrl-C (a second one exits at once)."""
+    from taskrt.worker import Worker, WorkerOptions, parse_queues
+
+    state = get_state()
+    settings = state.settings
+    names, weights = parse_queues(queues)
+    options = WorkerOptions(
+        queues=names,
+        weights=weights,
+        concurrency=concurrency or settings.worker_concurrency,
+        name=name,
+        lease_ttl=lease_ttl or settings.lease_ttl,
+        shutdown_grace=settings.shutdown_grace if shutdown_grace is None else shutdown_grace,
+    )
+    service = state.service
+    worker = Worker(state.runtime, service.store, service.backend, options)
+    worker.install_signal_handlers()
+    code = worker.run()
+    service.backend.close()
+    sys.exit(code)

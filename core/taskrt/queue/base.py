@@ -1,0 +1,241 @@
+"""The queue-backend interface and the small records that cross it.
+
+The worker, the service layer and the maintenance loop talk to a :class:`QueueBackend` only;
+none of them knows whether the queues live in Redis or in the database. PostgreSQL (or SQLite)
+stays the truth in both cases: a backend's writes to the store go through :mod:`taskrt.store`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchEntry:
+    """A queued run to place in its queue: ready now, or delayed until ``due_ms``."""
+
+    run_id: uuid.UUID
+    queue: str
+    due_ms: int | None = None
+    """Unix milliseconds when the run becomes due (database clock); None means now."""
+
+
+@dataclass(slots=True)
+class ClaimedRun:
+    """A run a worker fetched and claimed, with everything needed to execute it."""
+
+    run_id: uuid.UUID
+    task_id: uuid.UUID
+    attempt: int
+    queue: str
+    lease_token: str
+    name: str
+    payload: Any
+    max_retries: int
+    retry: str
+    retry_params: dict[str, Any]
+    timeout: float | None
+    trace_id: str | None
+    retry_count: int
+    lost_runs: int
+    enqueued_at: datetime
+    available_at: datetime
+    started_at: datetime | None = None
+    cancel_requested: bool = False
+
+
+FinishStatus = Literal["succeeded", "failed", "cancelled"]
+
+
+@dataclass(slots=True)
+class RunFinish:
+    """How a claimed run ended, ready to be written (fenced by its lease token).
+
+    A failed run with ``retry_delay`` set is followed by run ``next_run_id`` after that many
+    seconds; a failed run without it dead-letters its task.
+    """
+
+    run: ClaimedRun
+    status: FinishStatus
+    result: Any = None
+    error_type: str | None = None
+    error_message: str | None = None
+    error_traceback: str | None = None
+    reason: str | None = None
+    retry_delay: float | None = None
+    next_run_id: uuid.UUID | None = None
+
+    @property
+    def dead_letters(self) -> bool:
+        """True when this failure ends the task in the dead-letter queue."""
+        return self.status == "failed" and self.retry_delay is None
+
+
+@dataclass(slots=True)
+class FinishReport:
+    """What the store accepted from a batch of finishes."""
+
+    won: list[RunFinish] = field(default_factory=list)
+    fenced: list[RunFinish] = field(default_factory=list)
+    """Finishes rejected because the run's lease was taken over (or it was handed back)."""
+    retries: list[DispatchEntry] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """Sizes of one queue, as cheap to read as the backend allows."""
+
+    name: str
+    ready: int
+    delayed: int
+    inflight: int
+    dlq: int
+    paused: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "name": self.name,
+            "ready": self.ready,
+            "delayed": self.delayed,
+            "inflight": self.inflight,
+            "dlq": self.dlq,
+            "paused": self.paused,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerIdentity:
+    """What a backend needs to know about the worker fetching runs."""
+
+    id: uuid.UUID
+    lease_ttl: float
+
+
+@dataclass(slots=True)
+class RenewReport:
+    """Result of renewing a worker's leases."""
+
+    lost: list[uuid.UUID] = field(default_factory=list)
+    """Runs whose lease is no longer this worker's: their outcome will be rejected."""
+    cancel_requested: list[uuid.UUID] = field(default_factory=list)
+    """Runs whose task somebody asked to cancel."""
+
+
+@dataclass(frozen=True, slots=True)
+class LostRun:
+    """A run the reaper won: it ended ``lost``; what happens next."""
+
+    run_id: uuid.UUID
+    task_id: uuid.UUID
+    task_name: str
+    queue: str
+    attempt: int
+    next_run: DispatchEntry | None
+    """The retry; None when the task was dead-lettered or had been asked to cancel."""
+    outcome: str = "retry"
+    """``retry``, ``dead_letter`` (poison budget spent) or ``cancelled``."""
+
+
+@dataclass(slots=True)
+class MaintenanceReport:
+    """What one maintenance pass did (for logs and metrics)."""
+
+    promoted: int = 0
+    reaped_lost: int = 0
+    requeued_unstarted: int = 0
+    dropped: int = 0
+    relayed: int = 0
+    reconciled_missing: int = 0
+    reconciled_stale: int = 0
+    workers_offline: int = 0
+    lost: list[LostRun] = field(default_factory=list)
+    """Runs that ended ``lost`` in this pass, for the on_retry / on_dead_letter hooks."""
+
+    def any(self) -> bool:
+        """True if the pass changed anything."""
+        return any(getattr(self, name) for name in self.__dataclass_fields__)
+
+
+class QueueBackend(Protocol):
+    """The operations the worker, the service layer and maintenance need from a queue.
+
+    Every method that writes the store does so in one transaction and fences run outcomes by
+    the lease token; every method may be called from several processes at once.
+    """
+
+    name: str
+    needs_outbox: bool
+    """True when enqueue must write outbox rows (the queue lives outside the database)."""
+
+    # --- producers ------------------------------------------------------------------------
+    def dispatch(self, entries: Sequence[DispatchEntry]) -> None:
+        """Place committed queued runs in their queues (idempotent)."""
+        ...
+
+    def withdraw(self, entries: Sequence[DispatchEntry]) -> None:
+        """Remove cancelled runs from their queues (best effort; claims are fenced anyway)."""
+        ...
+
+    def dead_lettered(self, queue: str, task_ids: Sequence[uuid.UUID]) -> None:
+        """Record tasks that went to the dead-letter queue outside a worker."""
+        ...
+
+    def replayed(
+        self, queue: str, task_ids: Sequence[uuid.UUID], entries: Sequence[DispatchEntry]
+    ) -> None:
+        """Take replayed tasks out of the dead-letter queue and dispatch their new runs."""
+        ...
+
+    # --- workers --------------------------------------------------------------------------
+    def acquire(
+        self, queues: Sequence[str], limit: int, worker: WorkerIdentity
+    ) -> list[ClaimedRun]:
+        """Fetch and claim up to ``limit`` runs, trying ``queues`` in the order given."""
+        ...
+
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
+        """Block until work may be available in ``queues`` or ``timeout`` seconds pass."""
+        ...
+
+    def interrupt_wait(self) -> None:
+        """Wake a thread blocked in :meth:`wait_for_work` (used at shutdown)."""
+        ...
+
+    def renew(self, runs: Sequence[ClaimedRun], worker: WorkerIdentity) -> RenewReport:
+        """Extend the leases of ``runs``; report lost leases and cancellation requests."""
+        ...
+
+    def finish(self, finishes: Sequence[RunFinish], worker: WorkerIdentity) -> FinishReport:
+        """Write run outcomes (fenced) and move queue entries accordingly."""
+        ...
+
+    def hand_back(self, runs: Sequence[ClaimedRun], worker: WorkerIdentity) -> int:
+        """Return unfinished runs to their queues without spending an attempt."""
+        ...
+
+    # --- operators ------------------------------------------------------------------------
+    def pause(self, queue: str) -> None:
+        """Stop workers fetching from ``queue``."""
+        ...
+
+    def resume(self, queue: str) -> None:
+        """Let workers fetch from ``queue`` again."""
+        ...
+
+    def counts(self, queues: Sequence[str] | None = None) -> list[QueueCounts]:
+        """Sizes of every known queue (or of ``queues``)."""
+        ...
+
+    # --- maintenance ----------------------------------------------------------------------
+    def maintain(self, *, reconcile: bool = False) -> MaintenanceReport:
+        """Promote due runs, reap expired leases, relay the outbox; reconcile if asked."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,437 @@
+"""The Redis queue backend: lists and zsets per queue, moved only by the Lua scripts beside it.
+
+Redis is a rebuildable index (DESIGN.md section 4): every run it holds is known to the store, and
+whatever Redis loses, the outbox relay and the reconciler put back from the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import threading
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import redis
+
+from taskrt.exceptions import BackendUnavailableError
+from taskrt.ids import parse_uuid, uuid7
+from taskrt.queue.base import (
+    ClaimedRun,
+    DispatchEntry,
+    FinishReport,
+    MaintenanceReport,
+    QueueCounts,
+    RenewReport,
+    RunFinish,
+    WorkerIdentity,
+)
+from taskrt.queue.keyspace import Keyspace, QueueKeys
+from taskrt.queue.scripts import Scripts
+from taskrt.settings import Settings
+from taskrt.store import RunState, Store
+
+log = logging.getLogger("taskrt.queue.redis")
+
+CHUNK = 500  # runs per script call: keeps Lua's unpack() and each call short
+PROMOTE_PER_FETCH = 200
+
+
+def lease_value(worker_id: uuid.UUID, lease_token: str) -> str:
+    """The value a lease holds in ``queue:{q}:leases``."""
+    return f"{worker_id}:{lease_token}"
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+class RedisQueueBackend:
+    """Queues in Redis, the record in the store."""
+
+    name = "redis"
+    needs_outbox = True
+
+    def __init__(self, store: Store, client: redis.Redis, settings: Settings) -> None:
+        self.store = store
+        self.redis = client
+        self.settings = settings
+        self.keys = Keyspace(settings.redis_prefix)
+        self.scripts = Scripts(client)
+        self.instance = uuid7().hex
+        self._pubsub: Any = None
+        self._subscribed: set[str] = set()
+        self._pubsub_lock = threading.Lock()
+        self._next_due_ms: int | None = None
+
+    @classmethod
+    def from_settings(cls, store: Store, settings: Settings) -> RedisQueueBackend:
+        """Connect (lazily) to the Redis server the settings name."""
+        assert settings.redis_url is not None
+        client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+        return cls(store, client, settings)
+
+    def ping(self) -> None:
+        """Raise BackendUnavailableError unless Redis answers."""
+        try:
+            self.redis.ping()
+        except redis.RedisError as exc:
+            raise BackendUnavailableError(f"Redis error: {exc}") from exc
+
+    # --- producers ------------------------------------------------------------------------
+    def dispatch(self, entries: Sequence[DispatchEntry]) -> None:
+        """Place committed queued runs in their queues (one script call per queue and chunk)."""
+        if not entries:
+            return
+        by_queue: dict[str, list[DispatchEntry]] = defaultdict(list)
+        for entry in entries:
+            by_queue[entry.queue].append(entry)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.sadd(self.keys.queues, *by_queue)
+        for queue, items in by_queue.items():
+            k = self.keys.queue(queue)
+            for chunk in _chunks(items):
+                args: list[Any] = [k.wake]
+                for e in chunk:
+                    args.extend((str(e.run_id), e.due_ms or 0))
+                self.scripts.dispatch(keys=[k.ready, k.delayed, k.inflight], args=args, client=pipe)
+        pipe.execute()
+
+    def withdraw(self, entries: Sequence[DispatchEntry]) -> None:
+        """Remove cancelled runs from their queues."""
+        for entry in entries:
+            k = self.keys.queue(entry.queue)
+            self.scripts.withdraw(keys=[k.ready, k.delayed], args=[str(entry.run_id)])
+
+    def dead_lettered(self, queue: str, task_ids: Sequence[uuid.UUID]) -> None:
+        """Append tasks to the dead-letter list of ``queue``."""
+        if task_ids:
+            self.redis.rpush(self.keys.queue(queue).dlq, *(str(t) for t in task_ids))
+
+    def replayed(
+        self, queue: str, task_ids: Sequence[uuid.UUID], entries: Sequence[DispatchEntry]
+    ) -> None:
+        """Take replayed tasks out of the dead-letter list and make their new runs ready."""
+        k = self.keys.queue(queue)
+        pairs = list(zip(task_ids, entries, strict=True))
+        for chunk in _chunks(pairs):
+            args: list[Any] = [k.wake]
+            for task_id, entry in chunk:
+                args.extend((str(task_id), str(entry.run_id)))
+            self.scripts.replay(keys=[k.dlq, k.ready], args=args)
+        self.redis.sadd(self.keys.queues, queue)
+
+    # --- workers --------------------------------------------------------------------------
+    def acquire(
+        self, queues: Sequence[str], limit: int, worker: WorkerIdentity
+    ) -> list[ClaimedRun]:
+        """Lease up to ``limit`` runs from ``queues`` in order (one script call per queue
+        until enough are leased), then claim them in the store in one transaction."""
+        token = secrets.token_hex(8)
+        value = lease_value(worker.id, token)
+        ttl_ms = int(worker.lease_ttl * 1000)
+        fetched: list[tuple[str, bytes]] = []
+        next_due: int | None = None
+        want = limit
+        for queue in queues:
+            k = self.keys.queue(queue)
+            reply = self.scripts.fetch(
+                keys=[k.ready, k.delayed, k.inflight, k.leases, k.paused],
+                args=[want, ttl_ms, value, PROMOTE_PER_FETCH],
+            )
+            wait = int(reply[0])
+            if wait >= 0:
+                next_due = wait if next_due is None else min(next_due, wait)
+            fetched.extend((queue, raw) for raw in reply[1:])
+            want = limit - len(fetched)
+            if want <= 0:
+                break
+        self._next_due_ms = next_due
+        if not fetched:
+            return []
+        valid: list[uuid.UUID] = []
+        drop: list[tuple[str, str]] = []
+        for queue, raw in fetched:
+            run_id = parse_uuid(_text(raw))
+            if run_id is None:
+                log.warning(
+                    "dropped an entry of queue %r that is not a run id: %r", queue, raw[:80]
+                )
+                drop.append((queue, _text(raw)))
+            else:
+                valid.append(run_id)
+        queue_of = {rid: q for (q, raw) in fetched if (rid := parse_uuid(_text(raw))) is not None}
+        claimed = self.store.claim_runs(
+            valid, worker_id=worker.id, lease_token=token, lease_ttl=worker.lease_ttl
+        )
+        claimed_ids = {c.run_id for c in claimed}
+        for run_id in valid:
+            if run_id not in claimed_ids:  # cancelled, duplicate, unknown or already finished
+                drop.append((queue_of[run_id], str(run_id)))
+        if drop:
+            ops: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+            for queue, raw_id in drop:
+                ops[queue].append(("X", raw_id, value, "", ""))
+            self._settle(ops)
+        return claimed
+
+    def _ensure_pubsub(self, queues: Sequence[str]) -> Any:
+        with self._pubsub_lock:
+            if self._pubsub is None:
+                self._pubsub = self.redis.pubsub(  # type: ignore[no-untyped-call]
+                    ignore_subscribe_messages=True
+                )
+                self._pubsub.subscribe(self.keys.control_channel(self.instance))
+            wanted = {self.keys.queue(q).wake for q in queues} - self._subscribed
+            if wanted:
+                self._pubsub.subscribe(*wanted)
+                self._subscribed |= wanted
+            return self._pubsub
+
+    def prepare_wait(self, queues: Sequence[str]) -> None:
+        """Subscribe to the wake channels of ``queues`` (call before the first fetch, so no
+        wake-up published between a fetch and a wait can be missed)."""
+        self._ensure_pubsub(queues)
+
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
+        """Block until a wake message arrives for ``queues``, a delayed run falls due, or
+        ``timeout`` seconds pass."""
+        pubsub = self._ensure_pubsub(queues)
+        if self._next_due_ms is not None:
+            timeout = min(timeout, self._next_due_ms / 1000 + 0.001)
+        try:
+            message = pubsub.get_message(timeout=max(timeout, 0.0))
+            while message is not None:  # drain what else arrived: the next fetch covers it
+                message = pubsub.get_message(timeout=0)
+        except redis.RedisError as exc:
+            log.warning("wake-up subscription failed (%s); reconnecting", exc)
+            self._reset_pubsub()
+
+    def _reset_pubsub(self) -> None:
+        with self._pubsub_lock:
+            if self._pubsub is not None:
+                with contextlib.suppress(redis.RedisError):
+                    self._pubsub.close()
+            self._pubsub = None
+            self._subscribed = set()
+
+    def interrupt_wait(self) -> None:
+        """Wake this process's fetcher if it is waiting."""
+        try:
+            self.redis.publish(self.keys.control_channel(self.instance), "stop")
+        except redis.RedisError:
+            log.debug("could not publish the stop wake-up", exc_info=True)
+
+    def renew(self, runs: Sequence[ClaimedRun], worker: WorkerIdentity) -> RenewReport:
+        """Renew in the store first (the truth), then in Redis for the runs still ours."""
+        report = RenewReport()
+        if not runs:
+            return report
+        ours, cancel = self.store.renew_leases(
+            [r.run_id for r in runs], worker_id=worker.id, lease_ttl=worker.lease_ttl
+        )
+        report.cancel_requested = sorted(cancel)
+        report.lost = [r.run_id for r in runs if r.run_id not in ours]
+        by_queue: dict[str, list[ClaimedRun]] = defaultdict(list)
+        for run in runs:
+            if run.run_id in ours:
+                by_queue[run.queue].append(run)
+        ttl_ms = int(worker.lease_ttl * 1000)
+        pipe = self.redis.pipeline(transaction=False)
+        for queue, items in by_queue.items():
+            k = self.keys.queue(queue)
+            for chunk in _chunks(items):
+                args: list[Any] = [ttl_ms]
+                for run in chunk:
+                    args.extend((str(run.run_id), lease_value(worker.id, run.lease_token)))
+                self.scripts.renew(keys=[k.inflight, k.leases], args=args, client=pipe)
+        for taken in pipe.execute():
+            for raw in taken or ():
+                run_id = parse_uuid(_text(raw))
+                if run_id is not None and run_id not in report.lost:
+                    report.lost.append(run_id)
+        return report
+
+    def finish(self, finishes: Sequence[RunFinish], worker: WorkerIdentity) -> FinishReport:
+        """Write outcomes to the store (fenced), then settle the runs in Redis."""
+        report = self.store.finish_runs(finishes, with_outbox=True)
+        ops: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+        retry_due = {e.run_id: e for e in report.retries}
+        for f in report.won:
+            value = lease_value(worker.id, f.run.lease_token)
+            rid = str(f.run.run_id)
+            if f.status == "failed" and f.retry_delay is not None:
+                assert f.next_run_id is not None
+                entry = retry_due[f.next_run_id]
+                ops[f.run.queue].append(
+                    ("R", rid, value, str(f.next_run_id), str(entry.due_ms or 0))
+                )
+            elif f.dead_letters:
+                ops[f.run.queue].append(("D", rid, value, str(f.run.task_id), ""))
+            else:
+                ops[f.run.queue].append(("A", rid, value, "", ""))
+        for f in report.fenced:
+            ops[f.run.queue].append(
+                ("X", str(f.run.run_id), lease_value(worker.id, f.run.lease_token), "", "")
+            )
+        self._settle(ops)
+        if report.retries:
+            self.store.delete_outbox([e.run_id for e in report.retries])
+        return report
+
+    def hand_back(self, runs: Sequence[ClaimedRun], worker: WorkerIdentity) -> int:
+        """Return unfinished runs to the head of their queues without spending an attempt."""
+        handed = self.store.hand_back_runs(runs)
+        handed_ids = {r.run_id for r in handed}
+        ops: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+        for run in runs:
+            op = "Q" if run.run_id in handed_ids else "X"
+            ops[run.queue].append(
+                (op, str(run.run_id), lease_value(worker.id, run.lease_token), "", "")
+            )
+        self._settle(ops)
+        return len(handed)
+
+    def _settle(self, ops: dict[str, list[tuple[str, ...]]]) -> None:
+        if not ops:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for queue, groups in ops.items():
+            k = self.keys.queue(queue)
+            for chunk in _chunks(groups):
+                args: list[Any] = [k.wake]
+                for group in chunk:
+                    args.extend(group)
+                self.scripts.settle(
+                    keys=[k.inflight, k.leases, k.ready, k.delayed, k.dlq], args=args, client=pipe
+                )
+        pipe.execute()
+
+    # --- operators ------------------------------------------------------------------------
+    def pause(self, queue: str) -> None:
+        """Mark ``queue`` paused in Redis (the store's record is written by the service)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self.keys.queue(queue).paused, "1")
+        pipe.sadd(self.keys.queues, queue)
+        pipe.execute()
+
+    def resume(self, queue: str) -> None:
+        """Clear the pause and wake idle workers of ``queue``."""
+        k = self.keys.queue(queue)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(k.paused)
+        pipe.publish(k.wake, "w")
+        pipe.execute()
+
+    def known_queues(self) -> list[str]:
+        """Queue names in the Redis registry."""
+        return sorted(_text(name) for name in self.redis.smembers(self.keys.queues))
+
+    def counts(self, queues: Sequence[str] | None = None) -> list[QueueCounts]:
+        """Ready, delayed, in-flight and dead-letter sizes and the paused flag, per queue."""
+        names = list(queues) if queues is not None else self.known_queues()
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            k = self.keys.queue(name)
+            pipe.llen(k.ready)
+            pipe.zcard(k.delayed)
+            pipe.zcard(k.inflight)
+            pipe.llen(k.dlq)
+            pipe.exists(k.paused)
+        values = pipe.execute()
+        counts = []
+        for i, name in enumerate(names):
+            ready, delayed, inflight, dlq, paused = values[i * 5 : i * 5 + 5]
+            counts.append(
+                QueueCounts(name, int(ready), int(delayed), int(inflight), int(dlq), bool(paused))
+            )
+        return counts
+
+    # --- maintenance ----------------------------------------------------------------------
+    def maintain(self, *, reconcile: bool = False) -> MaintenanceReport:
+        """One maintenance pass; safe to run in every process at once."""
+        report = MaintenanceReport()
+        queues = self.known_queues()
+        for queue in queues:
+            k = self.keys.queue(queue)
+            report.promoted += int(
+                self.scripts.promote(keys=[k.delayed, k.ready], args=[1000, k.wake])
+            )
+            self._reap(queue, k, report)
+        report.relayed = self.store.relay_outbox(self.dispatch, grace=self.settings.outbox_grace)
+        report.workers_offline = self.store.mark_silent_workers_offline(
+            self.settings.worker_offline_after
+        )
+        if reconcile and self._take_lock("reconcile", self.settings.reconcile_interval):
+            from taskrt.queue.redis_reconcile import reconcile_all
+
+            reconcile_all(self, report)
+        return report
+
+    def _take_lock(self, name: str, ttl: float) -> bool:
+        return bool(
+            self.redis.set(self.keys.lock(name), self.instance, nx=True, px=int(ttl * 1000))
+        )
+
+    def _reap(self, queue: str, k: QueueKeys, report: MaintenanceReport) -> None:
+        flat = self.scripts.expired(keys=[k.inflight, k.leases], args=[500])
+        if not flat:
+            return
+        expired = [(_text(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat), 2)]
+        ids = {raw: parse_uuid(raw) for raw, _ in expired}
+        states = self.store.run_states([rid for rid in ids.values() if rid is not None])
+        ops: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+        lost_candidates: list[RunState] = []
+        value_of: dict[uuid.UUID, str] = {}
+        for raw, value in expired:
+            run_id = ids[raw]
+            state = states.get(run_id) if run_id is not None else None
+            if state is None or state.status not in ("queued", "running"):
+                ops[queue].append(("X", raw, value, "", ""))
+                report.dropped += 1
+            elif state.status == "queued":
+                ops[queue].append(("U", raw, value, "", ""))
+                report.requeued_unstarted += 1
+            elif state.lease_expired:
+                lost_candidates.append(state)
+                value_of[state.run_id] = value
+        if lost_candidates:
+            lost = self.store.mark_lost(
+                lost_candidates, poison_budget=self.settings.poison_budget, with_outbox=True
+            )
+            for item in lost:
+                value = value_of[item.run_id]
+                if item.next_run is not None:
+                    ops[item.queue].append(
+                        (
+                            "R",
+                            str(item.run_id),
+                            value,
+                            str(item.next_run.run_id),
+                            str(item.next_run.due_ms or 0),
+                        )
+                    )
+                elif item.outcome == "dead_letter":
+                    ops[item.queue].append(("D", str(item.run_id), value, str(item.task_id), ""))
+                else:
+                    ops[item.queue].append(("A", str(item.run_id), value, "", ""))
+            report.reaped_lost += len(lost)
+            report.lost.extend(lost)
+            self._settle(ops)
+            retried = [item.next_run.run_id for item in lost if item.next_run is not None]
+            self.store.delete_outbox(retried)
+            return
+        self._settle(ops)
+
+    def close(self) -> None:
+        """Close the wake-up subscription and the connection pool."""
+        self._reset_pubsub()
+        self.redis.close()

@@ -1,0 +1,125 @@
+"""Reconciling Redis against the store (the truth), one queue at a time.
+
+Runs queued in the store but missing from Redis are dispatched again; Redis entries for unknown
+or no-longer-queued runs are removed; the dead-letter list and the paused flag are made to match
+the store. Only runs older than the outbox grace (plus a second) are considered missing, so a
+dispatch still on its way is not doubled. One process at a time does this (a Redis lock).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from taskrt.ids import parse_uuid
+from taskrt.queue.base import DispatchEntry, MaintenanceReport
+from taskrt.store.tasks import dispatch_entry
+
+if TYPE_CHECKING:
+    from taskrt.queue.redis_backend import RedisQueueBackend
+
+log = logging.getLogger("taskrt.queue.reconcile")
+PAGE = 10_000
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def reconcile_all(backend: RedisQueueBackend, report: MaintenanceReport) -> None:
+    """Reconcile every queue known to Redis or to the store."""
+    store = backend.store
+    paused = store.paused_queues()
+    queues = set(backend.known_queues()) | set(store.queued_queue_names()) | paused
+    queues |= set(store.failed_queue_names())
+    for queue in sorted(queues):
+        reconcile_queue(backend, queue, paused=queue in paused, report=report)
+
+
+def reconcile_queue(
+    backend: RedisQueueBackend, queue: str, *, paused: bool, report: MaintenanceReport
+) -> None:
+    """Make Redis's view of ``queue`` match the store's."""
+    store, client, k = backend.store, backend.redis, backend.keys.queue(queue)
+    pipe = client.pipeline(transaction=True)
+    pipe.lrange(k.ready, 0, -1)
+    pipe.zrange(k.delayed, 0, -1)
+    pipe.zrange(k.inflight, 0, -1)
+    pipe.lrange(k.dlq, 0, -1)
+    pipe.exists(k.paused)
+    pipe.time()
+    ready, delayed, inflight, dlq, is_paused, (seconds, micros) = pipe.execute()
+    client.sadd(backend.keys.queues, queue)
+    if paused != bool(is_paused):
+        if paused:
+            client.set(k.paused, "1")
+        else:
+            backend.resume(queue)
+    snapshot = datetime.fromtimestamp(int(seconds) + int(micros) / 1e6, UTC)
+    settled_before = snapshot - timedelta(seconds=backend.settings.outbox_grace + 1.0)
+
+    present = {_text(x) for x in (*ready, *delayed, *inflight)}
+    missing: list[DispatchEntry] = []
+    after = None
+    while True:
+        rows = store.queued_runs(queue, enqueued_before=settled_before, after=after, limit=PAGE)
+        missing.extend(
+            dispatch_entry(run_id, queue, available_at, immediate=False)
+            for run_id, available_at in rows
+            if str(run_id) not in present
+        )
+        if len(rows) < PAGE:
+            break
+        after = rows[-1][0]
+    if missing:
+        log.warning(
+            "queue %r: %d queued runs were missing from Redis; dispatched again",
+            queue,
+            len(missing),
+        )
+        backend.dispatch(missing)
+        report.reconciled_missing += len(missing)
+
+    listed = [_text(x) for x in (*ready, *delayed)]
+    stale: list[str] = []
+    for start in range(0, len(listed), 1000):
+        chunk = listed[start : start + 1000]
+        states = store.run_states([rid for raw in chunk if (rid := parse_uuid(raw)) is not None])
+        for raw in chunk:
+            rid = parse_uuid(raw)
+            state = states.get(rid) if rid is not None else None
+            if state is None or state.status != "queued":
+                stale.append(raw)
+    if stale:
+        pipe = client.pipeline(transaction=False)
+        for raw in stale:
+            pipe.lrem(k.ready, 0, raw)
+            pipe.zrem(k.delayed, raw)
+        pipe.execute()
+        log.warning("queue %r: removed %d entries of unknown or finished runs", queue, len(stale))
+        report.reconciled_stale += len(stale)
+
+    in_list = {_text(x) for x in dlq}
+    failed: set[str] = set()
+    after = None
+    while True:
+        ids = store.failed_task_ids(queue, limit=PAGE, after=after, finished_before=settled_before)
+        failed.update(str(t) for t in ids)
+        if len(ids) < PAGE:
+            break
+        after = ids[-1]
+    to_add = sorted(failed - in_list)
+    if to_add:
+        client.rpush(k.dlq, *to_add)
+        report.reconciled_missing += len(to_add)
+    recent_failures = {
+        str(t) for t in store.failed_task_ids(queue, limit=PAGE, finished_after=settled_before)
+    }
+    to_remove = in_list - failed - recent_failures
+    if to_remove:
+        pipe = client.pipeline(transaction=False)
+        for raw in to_remove:
+            pipe.lrem(k.dlq, 0, raw)
+        pipe.execute()
+        report.reconciled_stale += len(to_remove)

@@ -1,0 +1,383 @@
+"""The service layer: the only place that creates, cancels and replays tasks.
+
+The CLI, the Python client, the HTTP API and the scheduler all call this module; it validates
+input against the registry, writes the store in one transaction, then dispatches to the queue
+backend. A dispatch that fails (Redis down) loses nothing: the outbox relay sends it later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from taskrt.exceptions import TaskrtError, ValidationError
+from taskrt.handlers import check_queue_name
+from taskrt.ids import uuid7
+from taskrt.queue.base import DispatchEntry, QueueBackend, QueueCounts
+from taskrt.records import EnqueueRequest, TaskRecord, WorkerInfo
+from taskrt.runtime import Runtime
+from taskrt.store import Actor, Store, TaskInsert
+
+log = logging.getLogger("taskrt.service")
+
+MAX_DEDUP_KEY = 200
+MAX_TRACE_ID = 128
+MAX_RETRIES_LIMIT = 1000
+MAX_BATCH = 10_000
+
+
+@dataclass(slots=True)
+class EnqueueSpec:
+    """What a producer asks for; anything left ``None`` comes from the task type's defaults."""
+
+    name: str
+    payload: Any = None
+    queue: str | None = None
+    delay: float | None = None
+    run_at: datetime | None = None
+    dedup_key: str | None = None
+    max_retries: int | None = None
+    retry: str | None = None
+    retry_params: Mapping[str, Any] | None = None
+    timeout: float | None = None
+    priority: int | None = None
+    trace_id: str | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> EnqueueSpec:
+        """Build a spec from a dict (unknown keys are refused)."""
+        allowed = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ValidationError(
+                f"unknown field(s) {', '.join(unknown)}",
+                [{"loc": [key], "msg": "unknown field"} for key in unknown],
+            )
+        if "name" not in data:
+            raise ValidationError(
+                "a task needs a name", [{"loc": ["name"], "msg": "field required"}]
+            )
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """What enqueue did: the task's id, and whether it was created or an existing live task
+    with the same dedup key was returned."""
+
+    id: uuid.UUID
+    created: bool
+    name: str
+    queue: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"id": str(self.id), "created": self.created, "name": self.name, "queue": self.queue}
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    """Which dead-lettered tasks a replay gave a new run."""
+
+    replayed: list[uuid.UUID] = field(default_factory=list)
+    skipped: list[uuid.UUID] = field(default_factory=list)
+
+
+def _problem(loc: list[Any], msg: str) -> dict[str, Any]:
+    return {"loc": loc, "msg": msg}
+
+
+class TaskService:
+    """Creates, reads, cancels and replays tasks; pauses and resumes queues."""
+
+    def __init__(self, runtime: Runtime, store: Store, backend: QueueBackend) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.registry = runtime.registry
+        self.store = store
+        self.backend = backend
+
+    # --- validation -----------------------------------------------------------------------
+    def prepare(self, spec: EnqueueSpec, *, loc: tuple[Any, ...] = ()) -> TaskInsert:
+        """Validate ``spec`` against its task type and settings; ValidationError lists every
+        problem with its field path."""
+        task_type = self.registry.task_type(spec.name)
+        problems: list[dict[str, Any]] = []
+        payload = None
+        try:
+            payload = task_type.validate_payload(spec.payload)
+            size = len(json.dumps(payload, separators=(",", ":")))
+            if size > self.settings.max_payload_bytes:
+                problems.append(
+                    _problem(
+                        [*loc, "payload"],
+                        f"payload is {size} bytes as JSON; the limit is "
+                        f"{self.settings.max_payload_bytes}",
+                    )
+                )
+        except ValidationError as exc:
+            problems.extend({**e, "loc": [*loc, *e["loc"]]} for e in exc.errors)
+        queue = spec.queue or task_type.queue or self.settings.default_queue
+        try:
+            check_queue_name(queue)
+        except ValidationError as exc:
+            problems.append(_problem([*loc, "queue"], str(exc)))
+        delay = 0.0
+        if spec.delay is not None:
+            if spec.run_at is not None:
+                problems.append(_problem([*loc, "delay"], "give delay or run_at, not both"))
+            elif not isinstance(spec.delay, int | float) or isinstance(spec.delay, bool):
+                problems.append(_problem([*loc, "delay"], "delay must be a number of seconds"))
+            elif not math.isfinite(spec.delay) or spec.delay < 0:
+                problems.append(
+                    _problem([*loc, "delay"], f"delay must be >= 0 seconds, got {spec.delay}")
+                )
+            else:
+                delay = float(spec.delay)
+        if spec.run_at is not None and spec.run_at.tzinfo is None:
+            problems.append(_problem([*loc, "run_at"], "run_at must carry a time zone"))
+        if spec.dedup_key is not None and (
+            not isinstance(spec.dedup_key, str) or not 0 < len(spec.dedup_key) <= MAX_DEDUP_KEY
+        ):
+            problems.append(
+                _problem([*loc, "dedup_key"], f"dedup_key must be 1 to {MAX_DEDUP_KEY} characters")
+            )
+        max_retries = task_type.max_retries if spec.max_retries is None else spec.max_retries
+        if (
+            not isinstance(max_retries, int)
+            or isinstance(max_retries, bool)
+            or not (0 <= max_retries <= MAX_RETRIES_LIMIT)
+        ):
+            problems.append(
+                _problem([*loc, "max_retries"], f"max_retries must be 0 to {MAX_RETRIES_LIMIT}")
+            )
+        retry = spec.retry or task_type.retry
+        if spec.retry_params is not None:
+            retry_params = dict(spec.retry_params)
+        else:
+            retry_params = dict(task_type.retry_params) if retry == task_type.retry else {}
+        try:
+            self.registry.retry_strategy(retry, retry_params)
+        except ValidationError as exc:
+            problems.extend({**e, "loc": [*loc, *e["loc"]]} for e in exc.errors)
+        timeout = task_type.timeout if spec.timeout is None else spec.timeout
+        if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+            problems.append(_problem([*loc, "timeout"], "timeout must be > 0 seconds"))
+        priority = task_type.priority if spec.priority is None else spec.priority
+        if (
+            not isinstance(priority, int)
+            or isinstance(priority, bool)
+            or not (-32768 <= priority <= 32767)
+        ):
+            problems.append(
+                _problem([*loc, "priority"], "priority must be an integer in -32768..32767")
+            )
+        if spec.trace_id is not None and len(spec.trace_id) > MAX_TRACE_ID:
+            problems.append(_problem([*loc, "trace_id"], f"trace_id is longer than {MAX_TRACE_ID}"))
+        if problems:
+            detail = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in problems)
+            raise ValidationError(f"task {spec.name!r} was refused: {detail}", problems)
+        return TaskInsert(
+            id=uuid7(),
+            run_id=uuid7(),
+            name=task_type.name,
+            queue=queue,
+            payload=payload,
+            max_retries=max_retries,
+            retry=retry,
+            retry_params=retry_params,
+            timeout=None if timeout is None else float(timeout),
+            priority=priority,
+            dedup_key=spec.dedup_key,
+            trace_id=spec.trace_id,
+            delay=delay,
+            run_at=spec.run_at,
+        )
+
+    # --- create ---------------------------------------------------------------------------
+    def enqueue(self, spec: EnqueueSpec, *, actor: Actor | None = None) -> EnqueueResult:
+        """Create one task (or return the live task holding its dedup key)."""
+        return self.enqueue_many([spec], actor=actor)[0]
+
+    def enqueue_many(
+        self, specs: Sequence[EnqueueSpec], *, actor: Actor | None = None
+    ) -> list[EnqueueResult]:
+        """Create tasks in one transaction and one dispatch pipeline: all or nothing.
+
+        Every invalid item is reported in one ValidationError, each problem's ``loc`` starting
+        with the item's index.
+        """
+        if len(specs) > MAX_BATCH:
+            raise ValidationError(f"at most {MAX_BATCH} tasks per batch, got {len(specs)}")
+        items: list[TaskInsert] = []
+        problems: list[dict[str, Any]] = []
+        single = len(specs) == 1
+        for index, spec in enumerate(specs):
+            try:
+                items.append(self.prepare(spec, loc=() if single else (index,)))
+            except ValidationError as exc:
+                if single:
+                    raise
+                problems.extend(exc.errors or [_problem([index], str(exc))])
+        if problems:
+            detail = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in problems[:10])
+            raise ValidationError(
+                f"{len(problems)} problem(s) in the batch, nothing stored: {detail}", problems
+            )
+        observers = self.runtime.observers
+        if observers.has("before_enqueue"):
+            for item in items:
+                observers.notify("before_enqueue", request=_request_view(item))
+        outcomes = self.store.insert_tasks(
+            items, with_outbox=self.backend.needs_outbox, actor=actor
+        )
+        self._dispatch([o.dispatch for o in outcomes if o.dispatch is not None])
+        results = [
+            EnqueueResult(id=o.task_id, created=o.created, name=item.name, queue=item.queue)
+            for o, item in zip(outcomes, items, strict=True)
+        ]
+        if observers.has("after_enqueue"):
+            records = self.store.get_tasks([r.id for r in results])
+            for result in results:
+                observers.notify("after_enqueue", task=records[result.id], created=result.created)
+        return results
+
+    def _dispatch(self, entries: Sequence[DispatchEntry]) -> None:
+        if not entries:
+            return
+        try:
+            self.backend.dispatch(entries)
+        except Exception as exc:  # the outbox relay will dispatch them: nothing is lost
+            log.warning(
+                "dispatch of %d run(s) failed (%s); the outbox relay will send them",
+                len(entries),
+                exc,
+            )
+            return
+        if self.backend.needs_outbox:
+            try:
+                self.store.delete_outbox([e.run_id for e in entries])
+            except TaskrtError as exc:
+                log.warning("could not clear %d outbox row(s): %s", len(entries), exc)
+
+    # --- read -----------------------------------------------------------------------------
+    def get(self, task_id: uuid.UUID, *, runs: bool = True) -> TaskRecord:
+        """The task and all its runs."""
+        return self.store.get_task(task_id, runs=runs)
+
+    def list_tasks(self, **filters: Any) -> list[TaskRecord]:
+        """Tasks newest first (see :meth:`taskrt.store.Store.list_tasks`)."""
+        return self.store.list_tasks(**filters)
+
+    # --- cancel ---------------------------------------------------------------------------
+    def cancel(self, task_id: uuid.UUID, *, actor: Actor | None = None) -> TaskRecord:
+        """Cancel a task: a queued one never runs; a running one is asked to stop."""
+        record, withdrawn = self.store.cancel_task(task_id, actor=actor)
+        if withdrawn is not None:
+            try:
+                self.backend.withdraw([withdrawn])
+            except Exception as exc:  # the claim is fenced anyway; the entry is dropped later
+                log.warning("could not withdraw run %s from its queue: %s", withdrawn.run_id, exc)
+        return record
+
+    # --- dead-letter queue ----------------------------------------------------------------
+    def dead_letters(
+        self, queue: str, *, limit: int = 50, before: uuid.UUID | None = None
+    ) -> list[TaskRecord]:
+        """Dead-lettered tasks of ``queue``, newest first, each with its last run."""
+        check_queue_name(queue)
+        return self.store.dead_letters(queue, limit=limit, before=before)
+
+    def replay(
+        self,
+        queue: str,
+        task_ids: Sequence[uuid.UUID] | None = None,
+        *,
+        replay_all: bool = False,
+        actor: Actor | None = None,
+        batch_size: int = 500,
+        progress: Callable[[int], None] | None = None,
+    ) -> ReplayResult:
+        """Give dead-lettered tasks of ``queue`` a new run (all of them with ``replay_all``).
+
+        Tasks that are not dead-lettered in that queue (any more) are reported as skipped.
+        """
+        check_queue_name(queue)
+        if (task_ids is None) == (not replay_all):
+            raise ValidationError("give task ids or replay_all=True, not both and not neither")
+        result = ReplayResult()
+
+        def replay_batch(batch: Sequence[uuid.UUID]) -> None:
+            won, entries = self.store.replay_tasks(
+                queue, batch, with_outbox=self.backend.needs_outbox, actor=actor
+            )
+            if won:
+                try:
+                    self.backend.replayed(queue, won, entries)
+                    if self.backend.needs_outbox:
+                        self.store.delete_outbox([e.run_id for e in entries])
+                except Exception as exc:  # the relay dispatches; reconcile fixes the list
+                    log.warning("replay dispatch failed (%s); the outbox relay will send it", exc)
+            won_set = set(won)
+            result.replayed.extend(won)
+            result.skipped.extend(t for t in batch if t not in won_set)
+            if progress is not None:
+                progress(len(batch))
+
+        if replay_all:
+            while True:
+                batch = self.store.failed_task_ids(queue, limit=batch_size)
+                if not batch:
+                    break
+                replay_batch(batch)
+                if not set(batch) & set(result.replayed):
+                    break  # nothing in this page could be replayed: stop instead of spinning
+        else:
+            ids = list(dict.fromkeys(task_ids or ()))
+            for start in range(0, len(ids), batch_size):
+                replay_batch(ids[start : start + batch_size])
+        return result
+
+    # --- queues and workers ---------------------------------------------------------------
+    def pause(self, queue: str, *, actor: Actor | None = None) -> None:
+        """Pause ``queue``: workers stop fetching from it; running tasks go on."""
+        check_queue_name(queue)
+        self.store.set_paused(queue, True, actor=actor)
+        self.backend.pause(queue)
+
+    def resume(self, queue: str, *, actor: Actor | None = None) -> None:
+        """Resume a paused queue."""
+        check_queue_name(queue)
+        self.store.set_paused(queue, False, actor=actor)
+        self.backend.resume(queue)
+
+    def queues(self) -> list[QueueCounts]:
+        """Counts for every known queue."""
+        names = sorted(set(self.store.known_queues()) | {c.name for c in self.backend.counts()})
+        return self.backend.counts(names)
+
+    def workers(self, *, include_offline: bool = True) -> list[WorkerInfo]:
+        """Registered workers, newest first."""
+        return self.store.list_workers(include_offline=include_offline)
+
+
+def _request_view(item: TaskInsert) -> EnqueueRequest:
+    return EnqueueRequest(
+        name=item.name,
+        payload=item.payload,
+        queue=item.queue,
+        available_at=item.run_at,
+        dedup_key=item.dedup_key,
+        max_retries=item.max_retries,
+        retry=item.retry,
+        retry_params=item.retry_params,
+        timeout=item.timeout,
+        priority=item.priority,
+        trace_id=item.trace_id,
+    )

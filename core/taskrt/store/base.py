@@ -1,0 +1,79 @@
+"""The store's shared plumbing: the engine, transactions and dialect differences."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from taskrt.db import models
+from taskrt.exceptions import BackendUnavailableError
+
+TASKS = cast(sa.Table, models.Task.__table__)
+RUNS = cast(sa.Table, models.TaskRun.__table__)
+OUTBOX = cast(sa.Table, models.Outbox.__table__)
+WORKERS = cast(sa.Table, models.Worker.__table__)
+AUDIT = cast(sa.Table, models.AuditEntry.__table__)
+QUEUES = cast(sa.Table, models.QueueState.__table__)
+SCHEDULES = cast(sa.Table, models.Schedule.__table__)
+FIRES = cast(sa.Table, models.ScheduleFire.__table__)
+API_KEYS = cast(sa.Table, models.ApiKey.__table__)
+
+
+def dumps(value: Any) -> str | None:
+    """JSON text of ``value`` for the batch statements (``None`` stays SQL NULL)."""
+    if value is None:
+        return None
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+class StoreBase:
+    """Owns the engine; every statement taskrt runs goes through a subclass of this."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self.is_postgresql = self.dialect == "postgresql"
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction; committed on success, rolled back on error."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.OperationalError as exc:
+            raise BackendUnavailableError(f"database error: {exc.orig or exc}") from exc
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A connection for reads (no explicit transaction management)."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except sa.exc.OperationalError as exc:
+            raise BackendUnavailableError(f"database error: {exc.orig or exc}") from exc
+
+    def uuid_text(self, value: uuid.UUID) -> str:
+        """A UUID as the text form this database stores (SQLite keeps 32 hex digits)."""
+        return str(value) if self.is_postgresql else value.hex
+
+    def ping(self) -> None:
+        """Raise BackendUnavailableError unless the database answers."""
+        with self.connection() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    def now(self) -> Any:
+        """The database clock, read once."""
+        from taskrt.db.types import db_now
+
+        with self.connection() as conn:
+            return conn.execute(sa.select(db_now())).scalar_one()
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()

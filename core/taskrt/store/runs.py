@@ -1,0 +1,544 @@
+"""The hot path: claiming runs, renewing leases and writing outcomes, each in batches and each
+fenced by the run's lease token (DESIGN.md section 4, invariant 3)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from taskrt.db.types import UTCDateTime, db_now, db_now_plus
+from taskrt.ids import uuid7
+from taskrt.queue.base import ClaimedRun, DispatchEntry, FinishReport, LostRun, RunFinish
+from taskrt.store.base import OUTBOX, RUNS, TASKS, StoreBase, dumps
+from taskrt.store.tasks import dispatch_entry
+
+# One statement updates a whole batch of runs, each row with its own values and its own fence.
+_FINISH_COLUMNS = (
+    "id",
+    "token",
+    "status",
+    "result_json",
+    "error_type",
+    "error_message",
+    "error_traceback",
+    "reason",
+    "delay",
+)
+
+_FINISH_PG = sa.text(
+    """
+    UPDATE task_runs AS r SET
+        status = v.status,
+        finished_at = statement_timestamp(),
+        result = CAST(v.result_json AS jsonb),
+        error_type = v.error_type,
+        error_message = v.error_message,
+        error_traceback = v.error_traceback,
+        outcome_reason = v.reason,
+        next_retry_at = CASE WHEN v.delay IS NULL THEN NULL
+            ELSE statement_timestamp() + make_interval(secs => v.delay) END,
+        lease_expires_at = NULL
+    FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS v(
+        id uuid, token text, status text, result_json text, error_type text,
+        error_message text, error_traceback text, reason text, delay float8)
+    WHERE r.id = v.id AND r.status = 'running' AND r.lease_token = v.token
+    RETURNING r.id
+    """
+)
+
+_FINISH_SQLITE = sa.text(
+    """
+    UPDATE task_runs SET
+        status = v.status,
+        finished_at = strftime('%Y-%m-%d %H:%M:%f000', 'now'),
+        result = v.result_json,
+        error_type = v.error_type,
+        error_message = v.error_message,
+        error_traceback = v.error_traceback,
+        outcome_reason = v.reason,
+        next_retry_at = CASE WHEN v.delay IS NULL THEN NULL
+            ELSE strftime('%Y-%m-%d %H:%M:%f000', 'now', printf('%+.3f seconds', v.delay)) END,
+        lease_expires_at = NULL
+    FROM (
+        SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.token') AS token,
+               json_extract(value, '$.status') AS status,
+               json_extract(value, '$.result_json') AS result_json,
+               json_extract(value, '$.error_type') AS error_type,
+               json_extract(value, '$.error_message') AS error_message,
+               json_extract(value, '$.error_traceback') AS error_traceback,
+               json_extract(value, '$.reason') AS reason, json_extract(value, '$.delay') AS delay
+        FROM json_each(:batch)
+    ) AS v
+    WHERE task_runs.id = v.id AND task_runs.status = 'running' AND task_runs.lease_token = v.token
+    RETURNING task_runs.id
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    """What the store says about a run, for the reaper and the reconciler."""
+
+    run_id: uuid.UUID
+    task_id: uuid.UUID
+    status: str
+    queue: str
+    attempt: int
+    lease_token: str | None
+    lease_expired: bool
+    available_at: datetime
+
+
+class RunStore(StoreBase):
+    """Statements about runs."""
+
+    # --- claim ----------------------------------------------------------------------------
+    def claim_runs(
+        self,
+        run_ids: Sequence[uuid.UUID],
+        *,
+        worker_id: uuid.UUID,
+        lease_token: str,
+        lease_ttl: float,
+    ) -> list[ClaimedRun]:
+        """Claim queued runs for a worker in one transaction; runs no longer queued (cancelled,
+        duplicates, already claimed) are left out of the result."""
+        if not run_ids:
+            return []
+        with self.transaction() as conn:
+            claimed = conn.execute(
+                sa.update(RUNS)
+                .where(RUNS.c.id.in_(list(run_ids)), RUNS.c.status == "queued")
+                .values(
+                    status="running",
+                    worker_id=worker_id,
+                    lease_token=lease_token,
+                    started_at=db_now(),
+                    lease_expires_at=db_now_plus(sa.literal(lease_ttl, sa.Float())),
+                )
+                .returning(
+                    RUNS.c.id,
+                    RUNS.c.task_id,
+                    RUNS.c.attempt,
+                    RUNS.c.queue_name,
+                    RUNS.c.enqueued_at,
+                    RUNS.c.available_at,
+                    RUNS.c.started_at,
+                )
+            ).all()
+            if not claimed:
+                return []
+            tasks = {
+                row["id"]: row
+                for row in conn.execute(
+                    sa.update(TASKS)
+                    .where(TASKS.c.id.in_([c.task_id for c in claimed]))
+                    .values(status="running", updated_at=db_now())
+                    .returning(
+                        TASKS.c.id,
+                        TASKS.c.name,
+                        TASKS.c.payload,
+                        TASKS.c.max_retries,
+                        TASKS.c.retry_strategy,
+                        TASKS.c.retry_params,
+                        TASKS.c.timeout_seconds,
+                        TASKS.c.trace_id,
+                        TASKS.c.retry_count,
+                        TASKS.c.lost_runs,
+                        TASKS.c.cancel_requested_at,
+                    )
+                ).mappings()
+            }
+        by_id = {c.id: c for c in claimed}
+        result = []
+        for run_id in run_ids:  # keep the fetch order: it is the priority order
+            c = by_id.get(run_id)
+            if c is None:
+                continue
+            t = tasks[c.task_id]
+            result.append(
+                ClaimedRun(
+                    run_id=c.id,
+                    task_id=c.task_id,
+                    attempt=c.attempt,
+                    queue=c.queue_name,
+                    lease_token=lease_token,
+                    name=t["name"],
+                    payload=t["payload"],
+                    max_retries=t["max_retries"],
+                    retry=t["retry_strategy"],
+                    retry_params=t["retry_params"] or {},
+                    timeout=t["timeout_seconds"],
+                    trace_id=t["trace_id"],
+                    retry_count=t["retry_count"],
+                    lost_runs=t["lost_runs"],
+                    enqueued_at=c.enqueued_at,
+                    available_at=c.available_at,
+                    started_at=c.started_at,
+                    cancel_requested=t["cancel_requested_at"] is not None,
+                )
+            )
+        return result
+
+    # --- renew ----------------------------------------------------------------------------
+    def renew_leases(
+        self, run_ids: Sequence[uuid.UUID], *, worker_id: uuid.UUID, lease_ttl: float
+    ) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
+        """Extend this worker's leases; return (runs still ours, runs asked to cancel)."""
+        if not run_ids:
+            return set(), set()
+        with self.transaction() as conn:
+            ours = {
+                row[0]
+                for row in conn.execute(
+                    sa.update(RUNS)
+                    .where(
+                        RUNS.c.id.in_(list(run_ids)),
+                        RUNS.c.status == "running",
+                        RUNS.c.worker_id == worker_id,
+                    )
+                    .values(lease_expires_at=db_now_plus(sa.literal(lease_ttl, sa.Float())))
+                    .returning(RUNS.c.id)
+                )
+            }
+            cancel = {
+                row[0]
+                for row in conn.execute(
+                    sa.select(RUNS.c.id)
+                    .join(TASKS, TASKS.c.id == RUNS.c.task_id)
+                    .where(RUNS.c.id.in_(list(run_ids)), TASKS.c.cancel_requested_at.is_not(None))
+                )
+            }
+        return ours, cancel
+
+    # --- finish ---------------------------------------------------------------------------
+    def finish_runs(self, finishes: Sequence[RunFinish], *, with_outbox: bool) -> FinishReport:
+        """Write a batch of outcomes in one transaction.
+
+        Each run's UPDATE is fenced by (id, status 'running', lease token); a fenced run is
+        reported in ``fenced`` and changes nothing, and never blocks the others of the batch.
+        Winners update their tasks: completed, cancelled, failed (dead-lettered) or retrying
+        with a new queued run.
+        """
+        report = FinishReport()
+        if not finishes:
+            return report
+        with self.transaction() as conn:
+            won_ids = self._fenced_finish(conn, finishes)
+            for finish in finishes:
+                (report.won if finish.run.run_id in won_ids else report.fenced).append(finish)
+            if report.won:
+                report.retries = self._apply_task_outcomes(conn, report.won, with_outbox)
+        return report
+
+    def _fenced_finish(self, conn: Connection, finishes: Sequence[RunFinish]) -> set[uuid.UUID]:
+        batch = [
+            {
+                "id": self.uuid_text(f.run.run_id),
+                "token": f.run.lease_token,
+                "status": f.status,
+                "result_json": dumps(f.result),
+                "error_type": f.error_type,
+                "error_message": f.error_message,
+                "error_traceback": f.error_traceback,
+                "reason": f.reason,
+                "delay": f.retry_delay,
+            }
+            for f in finishes
+        ]
+        stmt = _FINISH_PG if self.is_postgresql else _FINISH_SQLITE
+        rows = conn.execute(stmt, {"batch": dumps(batch)}).all()
+        return {row[0] if isinstance(row[0], uuid.UUID) else uuid.UUID(row[0]) for row in rows}
+
+    def _apply_task_outcomes(
+        self, conn: Connection, won: Sequence[RunFinish], with_outbox: bool
+    ) -> list[DispatchEntry]:
+        groups: dict[str, list[uuid.UUID]] = {}
+        retries = [f for f in won if f.status == "failed" and f.retry_delay is not None]
+        for f in won:
+            if f.status == "succeeded":
+                key = "completed"
+            elif f.status == "cancelled":
+                key = "cancelled"
+            elif f.retry_delay is None:
+                key = f"failed:{f.reason or 'retries_exhausted'}"
+            else:
+                continue
+            groups.setdefault(key, []).append(f.run.task_id)
+        for key, task_ids in groups.items():
+            status, _, reason = key.partition(":")
+            conn.execute(
+                sa.update(TASKS)
+                .where(TASKS.c.id.in_(task_ids))
+                .values(
+                    status=status,
+                    failure_reason=reason or None,
+                    finished_at=db_now(),
+                    updated_at=db_now(),
+                )
+            )
+        if not retries:
+            return []
+        conn.execute(
+            sa.update(TASKS)
+            .where(TASKS.c.id.in_([f.run.task_id for f in retries]))
+            .values(status="retrying", retry_count=TASKS.c.retry_count + 1, updated_at=db_now())
+        )
+        return self._insert_next_runs(
+            conn,
+            [(f.next_run_id or uuid7(), f.run, float(f.retry_delay or 0.0)) for f in retries],
+            with_outbox,
+        )
+
+    def _insert_next_runs(
+        self,
+        conn: Connection,
+        next_runs: Sequence[tuple[uuid.UUID, ClaimedRun, float]],
+        with_outbox: bool,
+    ) -> list[DispatchEntry]:
+        rows = conn.execute(
+            sa.insert(RUNS)
+            .values(
+                available_at=db_now_plus(sa.bindparam("delay_s", type_=sa.Float())),
+            )
+            .returning(RUNS.c.id, RUNS.c.available_at, sort_by_parameter_order=True),
+            [
+                {
+                    "id": run_id,
+                    "task_id": run.task_id,
+                    "attempt": run.attempt + 1,
+                    "status": "queued",
+                    "queue_name": run.queue,
+                    "delay_s": delay,
+                }
+                for run_id, run, delay in next_runs
+            ],
+        ).all()
+        entries = [
+            dispatch_entry(run_id, run.queue, available_at, delay <= 0)
+            for (run_id, run, delay), (_rid, available_at) in zip(next_runs, rows, strict=True)
+        ]
+        if with_outbox:
+            conn.execute(
+                sa.insert(OUTBOX),
+                [
+                    {"run_id": rid, "queue_name": run.queue, "available_at": at}
+                    for (rid, run, _d), (_r, at) in zip(next_runs, rows, strict=True)
+                ],
+            )
+        return entries
+
+    # --- hand back ------------------------------------------------------------------------
+    def hand_back_runs(self, runs: Sequence[ClaimedRun]) -> list[ClaimedRun]:
+        """Return running runs to ``queued`` without spending an attempt (fenced by token).
+
+        Returns the runs actually handed back.
+        """
+        if not runs:
+            return []
+        handed: list[ClaimedRun] = []
+        with self.transaction() as conn:
+            for run in runs:
+                row = conn.execute(
+                    sa.update(RUNS)
+                    .where(
+                        RUNS.c.id == run.run_id,
+                        RUNS.c.status == "running",
+                        RUNS.c.lease_token == run.lease_token,
+                    )
+                    .values(
+                        status="queued",
+                        worker_id=None,
+                        lease_token=None,
+                        lease_expires_at=None,
+                        started_at=None,
+                    )
+                    .returning(RUNS.c.id)
+                ).first()
+                if row is not None:
+                    handed.append(run)
+            if handed:
+                conn.execute(
+                    sa.update(TASKS)
+                    .where(TASKS.c.id.in_([r.task_id for r in handed]), TASKS.c.status == "running")
+                    .values(
+                        status=sa.case((TASKS.c.retry_count > 0, "retrying"), else_="queued"),
+                        updated_at=db_now(),
+                    )
+                )
+        return handed
+
+    # --- reaping and reconciling ----------------------------------------------------------
+    def run_states(self, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, RunState]:
+        """The store's view of ``run_ids`` (unknown ids are left out)."""
+        if not run_ids:
+            return {}
+        stmt = sa.select(
+            RUNS.c.id,
+            RUNS.c.task_id,
+            RUNS.c.status,
+            RUNS.c.queue_name,
+            RUNS.c.attempt,
+            RUNS.c.lease_token,
+            RUNS.c.available_at,
+            sa.case((RUNS.c.lease_expires_at < db_now(), True), else_=False).label("lease_expired"),
+        ).where(RUNS.c.id.in_(list(run_ids)))
+        with self.connection() as conn:
+            return {
+                row.id: RunState(
+                    run_id=row.id,
+                    task_id=row.task_id,
+                    status=row.status,
+                    queue=row.queue_name,
+                    attempt=row.attempt,
+                    lease_token=row.lease_token,
+                    lease_expired=bool(row.lease_expired),
+                    available_at=row.available_at,
+                )
+                for row in conn.execute(stmt)
+            }
+
+    def mark_lost(
+        self, states: Sequence[RunState], *, poison_budget: int, with_outbox: bool
+    ) -> list[LostRun]:
+        """End expired running runs as ``lost`` (only if their lease is still expired and the
+        token unchanged) and create the next run, or dead-letter the task once it has lost
+        ``poison_budget`` runs. Only the winner of each conditional UPDATE acts."""
+        results: list[LostRun] = []
+        with self.transaction() as conn:
+            for state in states:
+                won = conn.execute(
+                    sa.update(RUNS)
+                    .where(
+                        RUNS.c.id == state.run_id,
+                        RUNS.c.status == "running",
+                        RUNS.c.lease_token == state.lease_token,
+                        RUNS.c.lease_expires_at < db_now(),
+                    )
+                    .values(
+                        status="lost",
+                        finished_at=db_now(),
+                        outcome_reason="lease_expired",
+                        error_type="LeaseExpired",
+                        error_message=(
+                            "the worker stopped renewing its lease (crashed, killed or frozen)"
+                        ),
+                        lease_expires_at=None,
+                    )
+                    .returning(RUNS.c.id)
+                ).first()
+                if won is None:
+                    continue
+                task = conn.execute(
+                    sa.update(TASKS)
+                    .where(TASKS.c.id == state.task_id)
+                    .values(lost_runs=TASKS.c.lost_runs + 1, updated_at=db_now())
+                    .returning(TASKS.c.lost_runs, TASKS.c.name, TASKS.c.cancel_requested_at)
+                ).one()
+                if task.cancel_requested_at is not None:
+                    conn.execute(
+                        sa.update(TASKS)
+                        .where(TASKS.c.id == state.task_id)
+                        .values(status="cancelled", finished_at=db_now())
+                    )
+                    results.append(
+                        LostRun(
+                            state.run_id,
+                            state.task_id,
+                            task.name,
+                            state.queue,
+                            state.attempt,
+                            None,
+                            "cancelled",
+                        )
+                    )
+                    continue
+                if task.lost_runs >= poison_budget:
+                    conn.execute(
+                        sa.update(TASKS)
+                        .where(TASKS.c.id == state.task_id)
+                        .values(status="failed", failure_reason="lost", finished_at=db_now())
+                    )
+                    results.append(
+                        LostRun(
+                            state.run_id,
+                            state.task_id,
+                            task.name,
+                            state.queue,
+                            state.attempt,
+                            None,
+                            "dead_letter",
+                        )
+                    )
+                    continue
+                conn.execute(
+                    sa.update(TASKS).where(TASKS.c.id == state.task_id).values(status="retrying")
+                )
+                stub = _StubRun(state)
+                (entry,) = self._insert_next_runs(conn, [(uuid7(), stub, 0.0)], with_outbox)  # type: ignore[list-item]
+                results.append(
+                    LostRun(
+                        state.run_id, state.task_id, task.name, state.queue, state.attempt, entry
+                    )
+                )
+        return results
+
+    def queued_runs(
+        self,
+        queue: str,
+        *,
+        enqueued_before: datetime,
+        limit: int = 10_000,
+        after: uuid.UUID | None = None,
+    ) -> list[tuple[uuid.UUID, datetime]]:
+        """Queued runs of ``queue`` older than ``enqueued_before``: (id, available_at), by id."""
+        stmt = (
+            sa.select(RUNS.c.id, RUNS.c.available_at)
+            .where(
+                RUNS.c.queue_name == queue,
+                RUNS.c.status == "queued",
+                RUNS.c.enqueued_at < sa.bindparam("before", enqueued_before, type_=UTCDateTime()),
+            )
+            .order_by(RUNS.c.id)
+            .limit(limit)
+        )
+        if after is not None:
+            stmt = stmt.where(RUNS.c.id > after)
+        with self.connection() as conn:
+            return [(row[0], row[1]) for row in conn.execute(stmt)]
+
+    def queued_queue_names(self) -> list[str]:
+        """Queues that have queued or running runs in the store."""
+        with self.connection() as conn:
+            return [
+                row[0]
+                for row in conn.execute(
+                    sa.select(RUNS.c.queue_name)
+                    .where(RUNS.c.status.in_(("queued", "running")))
+                    .distinct()
+                )
+            ]
+
+
+@dataclass(frozen=True, slots=True)
+class _StubRun:
+    """The fields of a run that creating its successor needs."""
+
+    state: RunState
+
+    @property
+    def task_id(self) -> uuid.UUID:
+        return self.state.task_id
+
+    @property
+    def attempt(self) -> int:
+        return self.state.attempt
+
+    @property
+    def queue(self) -> str:
+        return self.state.queue

@@ -1,0 +1,475 @@
+"""Creating, reading, cancelling and replaying tasks."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, RowMapping
+
+from taskrt.db.models import LIVE_TASK_STATUSES
+from taskrt.db.types import UTCDateTime, db_now, db_now_plus
+from taskrt.exceptions import InvalidStateError, NotFoundError
+from taskrt.ids import uuid7
+from taskrt.queue.base import DispatchEntry
+from taskrt.records import RunRecord, RunStatus, TaskKind, TaskRecord, TaskStatus
+from taskrt.store.audit import Actor, write_audit
+from taskrt.store.base import OUTBOX, RUNS, TASKS, StoreBase
+
+_LIVE_DEDUP = sa.text(
+    "dedup_key IS NOT NULL AND status IN (" + ", ".join(f"'{s}'" for s in LIVE_TASK_STATUSES) + ")"
+)
+_RUN_AVAILABLE_AT = sa.func.coalesce(
+    sa.bindparam("due_at", type_=UTCDateTime()),
+    db_now_plus(sa.bindparam("delay_s", type_=sa.Float())),
+)
+
+
+@dataclass(slots=True)
+class TaskInsert:
+    """A validated task ready to be stored (ids made by the producer)."""
+
+    id: uuid.UUID
+    run_id: uuid.UUID
+    name: str
+    queue: str
+    payload: Any
+    max_retries: int
+    retry: str
+    retry_params: dict[str, Any]
+    timeout: float | None = None
+    priority: int = 0
+    dedup_key: str | None = None
+    trace_id: str | None = None
+    delay: float = 0.0
+    run_at: datetime | None = None
+    kind: TaskKind = TaskKind.IMMEDIATE
+
+
+@dataclass(slots=True)
+class Enqueued:
+    """The outcome of storing one :class:`TaskInsert`."""
+
+    task_id: uuid.UUID
+    created: bool
+    dispatch: DispatchEntry | None = None
+
+
+def dispatch_entry(
+    run_id: uuid.UUID, queue: str, available_at: datetime, immediate: bool
+) -> DispatchEntry:
+    """A dispatch entry for a run due at ``available_at`` (``immediate``: ready at once)."""
+    if immediate:
+        return DispatchEntry(run_id=run_id, queue=queue)
+    return DispatchEntry(run_id=run_id, queue=queue, due_ms=int(available_at.timestamp() * 1000))
+
+
+def task_from_row(row: RowMapping, runs: Sequence[RunRecord] = ()) -> TaskRecord:
+    """Build a TaskRecord from a ``tasks`` row."""
+    return TaskRecord(
+        id=row["id"],
+        name=row["name"],
+        kind=TaskKind(row["type"]),
+        queue=row["queue_name"],
+        priority=row["priority"],
+        payload=row["payload"],
+        status=TaskStatus(row["status"]),
+        max_retries=row["max_retries"],
+        retry=row["retry_strategy"],
+        retry_params=row["retry_params"] or {},
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        dedup_key=row["dedup_key"],
+        timeout=row["timeout_seconds"],
+        trace_id=row["trace_id"],
+        failure_reason=row["failure_reason"],
+        lost_runs=row["lost_runs"],
+        finished_at=row["finished_at"],
+        cancel_requested_at=row["cancel_requested_at"],
+        runs=tuple(runs),
+    )
+
+
+def run_from_row(row: RowMapping) -> RunRecord:
+    """Build a RunRecord from a ``task_runs`` row."""
+    return RunRecord(
+        id=row["id"],
+        task_id=row["task_id"],
+        attempt=row["attempt"],
+        status=RunStatus(row["status"]),
+        queue=row["queue_name"],
+        available_at=row["available_at"],
+        enqueued_at=row["enqueued_at"],
+        worker_id=row["worker_id"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        result=row["result"],
+        error_type=row["error_type"],
+        error_message=row["error_message"],
+        error_traceback=row["error_traceback"],
+        outcome_reason=row["outcome_reason"],
+        next_retry_at=row["next_retry_at"],
+    )
+
+
+class TaskStore(StoreBase):
+    """Statements about whole tasks."""
+
+    # --- create ---------------------------------------------------------------------------
+    def _insert_ignoring_live_duplicates(
+        self, conn: Connection, rows: list[dict[str, Any]]
+    ) -> set[uuid.UUID]:
+        insert = postgresql.insert if self.is_postgresql else sqlite.insert
+        stmt = (
+            insert(TASKS)
+            .on_conflict_do_nothing(index_elements=["name", "dedup_key"], index_where=_LIVE_DEDUP)
+            .returning(TASKS.c.id)
+        )
+        return {row[0] for row in conn.execute(stmt, rows)}
+
+    def _live_task_for(self, conn: Connection, name: str, dedup_key: str) -> RowMapping | None:
+        stmt = sa.select(TASKS.c.id, TASKS.c.queue_name).where(
+            TASKS.c.name == name,
+            TASKS.c.dedup_key == dedup_key,
+            TASKS.c.status.in_(LIVE_TASK_STATUSES),
+        )
+        return conn.execute(stmt).mappings().first()
+
+    def insert_tasks(
+        self,
+        items: Sequence[TaskInsert],
+        *,
+        with_outbox: bool,
+        actor: Actor | None = None,
+    ) -> list[Enqueued]:
+        """Store tasks with their first runs (and outbox and audit rows) in one transaction.
+
+        A task whose dedup key is held by a live task of the same name is not created; the
+        live task is returned instead (``created=False``). The unique partial index makes this
+        race-free: concurrent producers queue on it and all but one find the winner.
+        """
+        results: list[Enqueued | None] = [None] * len(items)
+        with self.transaction() as conn:
+            pending = list(range(len(items)))
+            created: list[int] = []
+            for _round in range(5):
+                if not pending:
+                    break
+                inserted = self._insert_ignoring_live_duplicates(
+                    conn, [self._task_row(items[i]) for i in pending]
+                )
+                retry_next: list[int] = []
+                for i in pending:
+                    item = items[i]
+                    if item.id in inserted:
+                        created.append(i)
+                        continue
+                    assert item.dedup_key is not None  # only a dedup key can conflict
+                    live = self._live_task_for(conn, item.name, item.dedup_key)
+                    if live is None:  # the holder finished between our insert and this read
+                        retry_next.append(i)
+                    else:
+                        results[i] = Enqueued(task_id=live["id"], created=False)
+                pending = retry_next
+            if pending:
+                raise InvalidStateError("could not settle a dedup race after 5 rounds; try again")
+            if created:
+                self._insert_first_runs(conn, items, created, results, with_outbox)
+                write_audit(
+                    conn,
+                    actor,
+                    "task.create",
+                    "task",
+                    [items[i].id for i in created],
+                    [{"name": items[i].name, "queue": items[i].queue} for i in created],
+                )
+        return [r for r in results if r is not None]
+
+    @staticmethod
+    def _task_row(item: TaskInsert) -> dict[str, Any]:
+        return {
+            "id": item.id,
+            "name": item.name,
+            "type": item.kind.value,
+            "priority": item.priority,
+            "queue_name": item.queue,
+            "payload": item.payload,
+            "status": "queued" if item.kind == TaskKind.IMMEDIATE else "pending",
+            "dedup_key": item.dedup_key,
+            "max_retries": item.max_retries,
+            "retry_strategy": item.retry,
+            "retry_params": item.retry_params,
+            "timeout_seconds": item.timeout,
+            "retry_count": 0,
+            "lost_runs": 0,
+            "trace_id": item.trace_id,
+        }
+
+    def _insert_first_runs(
+        self,
+        conn: Connection,
+        items: Sequence[TaskInsert],
+        created: list[int],
+        results: list[Enqueued | None],
+        with_outbox: bool,
+    ) -> None:
+        runnable = [i for i in created if items[i].kind == TaskKind.IMMEDIATE]
+        for i in created:
+            results[i] = Enqueued(task_id=items[i].id, created=True)
+        if not runnable:
+            return
+        stmt = (
+            sa.insert(RUNS)
+            .values(available_at=_RUN_AVAILABLE_AT)
+            .returning(RUNS.c.id, RUNS.c.available_at, sort_by_parameter_order=True)
+        )
+        rows = conn.execute(
+            stmt,
+            [
+                {
+                    "id": items[i].run_id,
+                    "task_id": items[i].id,
+                    "attempt": 1,
+                    "status": "queued",
+                    "queue_name": items[i].queue,
+                    "due_at": items[i].run_at,
+                    "delay_s": float(items[i].delay),
+                }
+                for i in runnable
+            ],
+        ).all()
+        outbox_rows = []
+        for i, (run_id, available_at) in zip(runnable, rows, strict=True):
+            item = items[i]
+            immediate = item.run_at is None and item.delay <= 0
+            entry = dispatch_entry(run_id, item.queue, available_at, immediate)
+            results[i] = Enqueued(task_id=item.id, created=True, dispatch=entry)
+            outbox_rows.append(
+                {"run_id": run_id, "queue_name": item.queue, "available_at": available_at}
+            )
+        if with_outbox:
+            conn.execute(sa.insert(OUTBOX), outbox_rows)
+
+    # --- read -----------------------------------------------------------------------------
+    def get_task(self, task_id: uuid.UUID, *, runs: bool = True) -> TaskRecord:
+        """The task and (by default) all its runs, oldest first; NotFoundError if unknown."""
+        with self.connection() as conn:
+            row = conn.execute(sa.select(TASKS).where(TASKS.c.id == task_id)).mappings().first()
+            if row is None:
+                raise NotFoundError(f"no task with id {task_id}")
+            run_records: list[RunRecord] = []
+            if runs:
+                run_rows = conn.execute(
+                    sa.select(RUNS).where(RUNS.c.task_id == task_id).order_by(RUNS.c.attempt)
+                ).mappings()
+                run_records = [run_from_row(r) for r in run_rows]
+        return task_from_row(row, run_records)
+
+    def get_tasks(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, TaskRecord]:
+        """Several tasks by id (without runs); unknown ids are left out."""
+        if not task_ids:
+            return {}
+        with self.connection() as conn:
+            rows = conn.execute(sa.select(TASKS).where(TASKS.c.id.in_(task_ids))).mappings()
+            return {row["id"]: task_from_row(row) for row in rows}
+
+    def latest_runs(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, RunRecord]:
+        """The newest run of each task."""
+        if not task_ids:
+            return {}
+        newest = (
+            sa.select(RUNS.c.task_id, sa.func.max(RUNS.c.attempt).label("attempt"))
+            .where(RUNS.c.task_id.in_(task_ids))
+            .group_by(RUNS.c.task_id)
+            .subquery()
+        )
+        stmt = sa.select(RUNS).join(
+            newest, sa.and_(RUNS.c.task_id == newest.c.task_id, RUNS.c.attempt == newest.c.attempt)
+        )
+        with self.connection() as conn:
+            return {row["task_id"]: run_from_row(row) for row in conn.execute(stmt).mappings()}
+
+    def list_tasks(
+        self,
+        *,
+        status: str | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        before: uuid.UUID | None = None,
+    ) -> list[TaskRecord]:
+        """Tasks newest first, filtered; ``before`` is the keyset cursor (an id)."""
+        stmt = sa.select(TASKS).order_by(TASKS.c.id.desc()).limit(limit)
+        if status:
+            stmt = stmt.where(TASKS.c.status == status)
+        if queue:
+            stmt = stmt.where(TASKS.c.queue_name == queue)
+        if name:
+            stmt = stmt.where(TASKS.c.name == name)
+        if before is not None:
+            stmt = stmt.where(TASKS.c.id < before)
+        with self.connection() as conn:
+            return [task_from_row(row) for row in conn.execute(stmt).mappings()]
+
+    # --- cancel ---------------------------------------------------------------------------
+    def cancel_task(
+        self, task_id: uuid.UUID, *, actor: Actor | None = None
+    ) -> tuple[TaskRecord, DispatchEntry | None]:
+        """Cancel a task. A queued task is cancelled at once (its run too) and the run to
+        withdraw from the queue is returned; a running one gets ``cancel_requested_at`` and
+        its worker finishes the job. A finished task raises InvalidStateError."""
+        withdrawn: DispatchEntry | None = None
+        with self.transaction() as conn:
+            row = conn.execute(
+                sa.select(TASKS.c.status).where(TASKS.c.id == task_id).with_for_update()
+            ).first()
+            if row is None:
+                raise NotFoundError(f"no task with id {task_id}")
+            status = row[0]
+            if status not in LIVE_TASK_STATUSES:
+                raise InvalidStateError(f"task {task_id} is already {status}; nothing to cancel")
+            run = conn.execute(
+                sa.update(RUNS)
+                .where(RUNS.c.task_id == task_id, RUNS.c.status == "queued")
+                .values(status="cancelled", finished_at=db_now(), outcome_reason="cancelled")
+                .returning(RUNS.c.id, RUNS.c.queue_name, RUNS.c.available_at)
+            ).first()
+            values: dict[str, Any] = {"cancel_requested_at": db_now(), "updated_at": db_now()}
+            if run is not None or status == "pending":
+                values.update(status="cancelled", finished_at=db_now())
+                if run is not None:
+                    withdrawn = DispatchEntry(run_id=run[0], queue=run[1])
+            conn.execute(sa.update(TASKS).where(TASKS.c.id == task_id).values(**values))
+            write_audit(conn, actor, "task.cancel", "task", [task_id], {"was": status})
+        return self.get_task(task_id), withdrawn
+
+    # --- replay ---------------------------------------------------------------------------
+    def replay_tasks(
+        self,
+        queue: str,
+        task_ids: Sequence[uuid.UUID],
+        *,
+        with_outbox: bool,
+        actor: Actor | None = None,
+    ) -> tuple[list[uuid.UUID], list[DispatchEntry]]:
+        """Give failed tasks of ``queue`` a fresh run and a fresh retry budget.
+
+        Only tasks still ``failed`` are replayed: the conditional UPDATE makes concurrent
+        replays of one task create exactly one new run.
+        """
+        if not task_ids:
+            return [], []
+        with self.transaction() as conn:
+            won = [
+                row[0]
+                for row in conn.execute(
+                    sa.update(TASKS)
+                    .where(
+                        TASKS.c.id.in_(list(task_ids)),
+                        TASKS.c.status == "failed",
+                        TASKS.c.queue_name == queue,
+                    )
+                    .values(
+                        status="queued",
+                        failure_reason=None,
+                        finished_at=None,
+                        retry_count=0,
+                        lost_runs=0,
+                        cancel_requested_at=None,
+                        updated_at=db_now(),
+                    )
+                    .returning(TASKS.c.id)
+                )
+            ]
+            if not won:
+                return [], []
+            attempts = dict(
+                conn.execute(
+                    sa.select(RUNS.c.task_id, sa.func.max(RUNS.c.attempt))
+                    .where(RUNS.c.task_id.in_(won))
+                    .group_by(RUNS.c.task_id)
+                ).all()
+            )
+            new_runs = [
+                {
+                    "id": uuid7(),
+                    "task_id": task_id,
+                    "attempt": attempts.get(task_id, 0) + 1,
+                    "status": "queued",
+                    "queue_name": queue,
+                    "available_at": None,
+                }
+                for task_id in won
+            ]
+            rows = conn.execute(
+                sa.insert(RUNS)
+                .values(available_at=db_now())
+                .returning(RUNS.c.id, RUNS.c.available_at, sort_by_parameter_order=True),
+                [{k: v for k, v in r.items() if k != "available_at"} for r in new_runs],
+            ).all()
+            if with_outbox:
+                conn.execute(
+                    sa.insert(OUTBOX),
+                    [{"run_id": rid, "queue_name": queue, "available_at": at} for rid, at in rows],
+                )
+            write_audit(conn, actor, "dlq.replay", "task", won, {"queue": queue})
+        return won, [DispatchEntry(run_id=rid, queue=queue) for rid, _at in rows]
+
+    def failed_task_ids(
+        self,
+        queue: str,
+        *,
+        limit: int = 1000,
+        after: uuid.UUID | None = None,
+        finished_before: datetime | None = None,
+        finished_after: datetime | None = None,
+    ) -> list[uuid.UUID]:
+        """Ids of failed (dead-lettered) tasks of ``queue``, oldest first, keyset-paginated."""
+        stmt = (
+            sa.select(TASKS.c.id)
+            .where(TASKS.c.queue_name == queue, TASKS.c.status == "failed")
+            .order_by(TASKS.c.id)
+            .limit(limit)
+        )
+        if after is not None:
+            stmt = stmt.where(TASKS.c.id > after)
+        if finished_before is not None:
+            stmt = stmt.where(
+                TASKS.c.finished_at < sa.bindparam("fb", finished_before, type_=UTCDateTime())
+            )
+        if finished_after is not None:
+            stmt = stmt.where(
+                TASKS.c.finished_at >= sa.bindparam("fa", finished_after, type_=UTCDateTime())
+            )
+        with self.connection() as conn:
+            return [row[0] for row in conn.execute(stmt)]
+
+    def failed_queue_names(self) -> list[str]:
+        """Queues holding dead-lettered tasks."""
+        with self.connection() as conn:
+            return [
+                row[0]
+                for row in conn.execute(
+                    sa.select(TASKS.c.queue_name).where(TASKS.c.status == "failed").distinct()
+                )
+            ]
+
+    def dead_letters(
+        self, queue: str, *, limit: int = 50, before: uuid.UUID | None = None
+    ) -> list[TaskRecord]:
+        """Failed tasks of ``queue``, newest first, with their latest run."""
+        tasks = self.list_tasks(status="failed", queue=queue, limit=limit, before=before)
+        latest = self.latest_runs([t.id for t in tasks])
+        return [task_from_row_with_run(t, latest.get(t.id)) for t in tasks]
+
+
+def task_from_row_with_run(task: TaskRecord, run: RunRecord | None) -> TaskRecord:
+    """``task`` carrying ``run`` as its only (latest) run."""
+    from dataclasses import replace
+
+    return replace(task, runs=(run,) if run else ())

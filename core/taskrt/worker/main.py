@@ -1,0 +1,356 @@
+"""The worker process: ``taskrt worker --queues high,normal``.
+
+Threads and their jobs:
+
+- the calling thread fetches: waits for a free slot, leases and claims runs (priority order),
+  and hands them to the event loop; when nothing is ready it waits for a wake-up message;
+- the event-loop thread executes handlers (``async def`` on the loop, ``def`` on pool threads),
+  enforcing timeouts and cancellation;
+- the finisher thread writes outcomes in batches;
+- the heartbeat thread renews leases, relays cancellations and touches the worker row;
+- the maintenance thread promotes, reaps, relays the outbox and reconciles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+
+from taskrt._version import __version__
+from taskrt.exceptions import ValidationError
+from taskrt.handlers import check_queue_name
+from taskrt.ids import uuid7
+from taskrt.outcomes import OutcomeBuilder
+from taskrt.queue.base import ClaimedRun, FinishReport, QueueBackend, RunFinish, WorkerIdentity
+from taskrt.records import DeadLetterEvent, RetryEvent, WorkerInfo, WorkerStatus
+from taskrt.runtime import Runtime
+from taskrt.store import Store
+from taskrt.worker.execution import ActiveRun, RunExecutor
+from taskrt.worker.finisher import Finisher
+from taskrt.worker.heartbeat import Heartbeat
+from taskrt.worker.maintenance import Maintenance
+from taskrt.worker.slots import Slots
+from taskrt.worker.threads import HandlerThreads
+
+log = logging.getLogger("taskrt.worker")
+
+IDLE_WAIT = 5.0
+
+
+def parse_queues(text: str) -> tuple[list[str], dict[str, int] | None]:
+    """Parse ``--queues``: ``high,normal`` (strict priority) or ``high:5,normal:1`` (weighted).
+
+    Returns the names in order and, if any weight was given, the weights (missing ones are 1).
+    """
+    names: list[str] = []
+    weights: dict[str, int] = {}
+    weighted = False
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, weight_text = part.partition(":")
+        check_queue_name(name)
+        if name in names:
+            raise ValidationError(f"queue {name!r} is listed twice in --queues")
+        weight = 1
+        if sep:
+            weighted = True
+            try:
+                weight = int(weight_text)
+            except ValueError:
+                raise ValidationError(
+                    f"weight of queue {name!r} must be an integer, got {weight_text!r}"
+                ) from None
+            if weight < 1:
+                raise ValidationError(f"weight of queue {name!r} must be >= 1, got {weight}")
+        names.append(name)
+        weights[name] = weight
+    if not names:
+        raise ValidationError("--queues names no queue")
+    return names, (weights if weighted else None)
+
+
+def weighted_order(names: Sequence[str], weights: dict[str, int], rng: random.Random) -> list[str]:
+    """A random order in which each queue comes first with probability proportional to its
+    weight (so no queue starves)."""
+    remaining = list(names)
+    order = []
+    while remaining:
+        pick = rng.choices(remaining, weights=[weights[n] for n in remaining])[0]
+        order.append(pick)
+        remaining.remove(pick)
+    return order
+
+
+@dataclass
+class WorkerOptions:
+    """How a worker runs; unset values come from settings."""
+
+    queues: list[str] = field(default_factory=lambda: ["default"])
+    weights: dict[str, int] | None = None
+    concurrency: int = 8
+    name: str | None = None
+    lease_ttl: float = 30.0
+    shutdown_grace: float = 30.0
+    maintenance: bool = True
+
+
+class Worker:
+    """One worker process's machinery; :meth:`run` blocks until shutdown."""
+
+    def __init__(
+        self, runtime: Runtime, store: Store, backend: QueueBackend, options: WorkerOptions
+    ) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.store = store
+        self.backend = backend
+        self.options = options
+        self.id = uuid7()
+        self.identity = WorkerIdentity(id=self.id, lease_ttl=options.lease_ttl)
+        self.info = WorkerInfo(
+            id=self.id,
+            name=options.name or f"{socket.gethostname()}-{os.getpid()}",
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            queues=tuple(options.queues),
+            concurrency=options.concurrency,
+            version=__version__,
+        )
+        self.slots = Slots(options.concurrency)
+        self.threads = HandlerThreads()
+        self._held: dict[uuid.UUID, ActiveRun] = {}
+        self._held_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._signals = 0
+        self._status = WorkerStatus.ONLINE
+        self._rng = random.Random()  # noqa: S311 - queue order, not security
+        self.loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._run_loop, name="taskrt-loop", daemon=True)
+        self.outcomes = OutcomeBuilder(
+            runtime.registry, traceback_limit=self.settings.traceback_limit
+        )
+        self.finisher = Finisher(backend, self.identity, self._written)
+        self.executor = RunExecutor(
+            registry=runtime.registry,
+            observers=runtime.observers,
+            outcomes=self.outcomes,
+            threads=self.threads,
+            worker_id=self.id,
+            on_finish=self._finished,
+            on_slot_free=self.slots.release,
+        )
+        self.heartbeat = Heartbeat(
+            backend=backend,
+            store=store,
+            identity=self.identity,
+            heartbeat_interval=self.settings.heartbeat_interval,
+            held=self._held_runs,
+            status=lambda: self._status,
+            loop=self.loop,
+        )
+        self.maintenance = Maintenance(
+            backend,
+            runtime.observers,
+            interval=self.settings.maintenance_interval,
+            reconcile_interval=self.settings.reconcile_interval,
+        )
+
+    # --- bookkeeping ----------------------------------------------------------------------
+    def _held_runs(self) -> list[ActiveRun]:
+        with self._held_lock:
+            return list(self._held.values())
+
+    def _finished(self, active: ActiveRun, finish: RunFinish) -> None:
+        with active.lock:
+            if active.handed_back:
+                return
+        self.finisher.submit(active, finish)
+
+    def _written(self, actives: list[ActiveRun], report: FinishReport) -> None:
+        with self._held_lock:
+            for active in actives:
+                self._held.pop(active.run.run_id, None)
+        for fenced in report.fenced:
+            log.warning(
+                "run %s: outcome %r rejected: the lease was taken over (late completion)",
+                fenced.run.run_id,
+                fenced.status,
+            )
+        observers = self.runtime.observers
+        for f in report.won:
+            if f.status == "failed" and f.retry_delay is not None and observers.has("on_retry"):
+                assert f.next_run_id is not None
+                observers.notify(
+                    "on_retry",
+                    event=RetryEvent(
+                        task_id=f.run.task_id,
+                        task_name=f.run.name,
+                        queue=f.run.queue,
+                        failed_run_id=f.run.run_id,
+                        attempt=f.run.attempt,
+                        next_run_id=f.next_run_id,
+                        delay=f.retry_delay,
+                        reason=f.reason or "error",
+                        error_type=f.error_type,
+                        error_message=f.error_message,
+                    ),
+                )
+            elif f.dead_letters and observers.has("on_dead_letter"):
+                observers.notify(
+                    "on_dead_letter",
+                    event=DeadLetterEvent(
+                        task_id=f.run.task_id,
+                        task_name=f.run.name,
+                        queue=f.run.queue,
+                        run_id=f.run.run_id,
+                        attempt=f.run.attempt,
+                        reason=f.reason or "retries_exhausted",
+                        error_type=f.error_type,
+                        error_message=f.error_message,
+                    ),
+                )
+
+    # --- threads --------------------------------------------------------------------------
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def _start_run(self, run: ClaimedRun) -> None:
+        active = ActiveRun(run=run)
+        with self._held_lock:
+            self._held[run.run_id] = active
+        self.loop.call_soon_threadsafe(self._spawn, active)
+
+    def _spawn(self, active: ActiveRun) -> None:
+        active.task = self.loop.create_task(self.executor.execute(active))
+
+    def _queue_order(self) -> list[str]:
+        if self.options.weights is None:
+            return self.options.queues
+        return weighted_order(self.options.queues, self.options.weights, self._rng)
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Stop fetching and start draining (what SIGTERM does)."""
+        if not self._stopping.is_set():
+            log.info(
+                "worker %s: stopping; draining for up to %.1f s",
+                self.info.name,
+                self.options.shutdown_grace,
+            )
+            self._status = WorkerStatus.DRAINING
+            self._stopping.set()
+            self.slots.wake()
+            self.backend.interrupt_wait()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals >= 2:
+            log.warning("second signal: exiting now; leases cover the runs still held")
+            os._exit(1)
+        self.request_stop()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT drain; a second one exits at once."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def run(self) -> int:
+        """Register, work until asked to stop, drain, hand back, deregister. Returns 0."""
+        self.info = self.store.register_worker(self.info)
+        self._loop_thread.start()
+        self.finisher.start()
+        self.heartbeat.start()
+        if self.options.maintenance:
+            self.maintenance.start()
+        self.runtime.observers.notify("worker_startup", worker=self.info)
+        log.info(
+            "worker %s (%s) started: queues %s, concurrency %d, backend %s",
+            self.info.name,
+            self.id,
+            ",".join(self.options.queues),
+            self.options.concurrency,
+            self.backend.name,
+        )
+        try:
+            self._fetch_loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _fetch_loop(self) -> None:
+        prepare = getattr(self.backend, "prepare_wait", None)
+        if prepare is not None:
+            prepare(self.options.queues)
+        batch = self.settings.fetch_batch
+        backoff = 0.1
+        while not self._stopping.is_set():
+            free = self.slots.wait_free(timeout=1.0)
+            if self._stopping.is_set():
+                break
+            if free <= 0:
+                continue
+            try:
+                runs = self.backend.acquire(self._queue_order(), min(free, batch), self.identity)
+                backoff = 0.1
+            except Exception as exc:  # Redis or the database is away: back off and retry
+                log.error("fetching failed: %s; retrying in %.1f s", exc, backoff)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if not runs:
+                self.backend.wait_for_work(self.options.queues, IDLE_WAIT)
+                continue
+            self.slots.take(len(runs))
+            for run in runs:
+                self._start_run(run)
+
+    def _shutdown(self) -> None:
+        self._status = WorkerStatus.DRAINING
+        grace_end = time.monotonic() + self.options.shutdown_grace
+        self.slots.wait_idle(max(grace_end - time.monotonic(), 0.0))
+        unfinished: list[ActiveRun] = []
+        for active in self._held_runs():
+            with active.lock:
+                if not active.done and not active.handed_back:
+                    active.handed_back = True
+                    unfinished.append(active)
+        if unfinished:
+            log.warning(
+                "handing back %d unfinished run(s) without spending an attempt", len(unfinished)
+            )
+            try:
+                handed = self.backend.hand_back([a.run for a in unfinished], self.identity)
+                log.info("handed back %d run(s)", handed)
+            except Exception as exc:  # leases expire and the reaper takes over
+                log.error("hand back failed (%s); the runs' leases will expire instead", exc)
+            with self._held_lock:
+                for active in unfinished:
+                    self._held.pop(active.run.run_id, None)
+            for active in unfinished:
+                if active.handler_task is not None:
+                    self.loop.call_soon_threadsafe(active.handler_task.cancel)
+        self.finisher.wait_flushed(10.0)
+        self.finisher.stop()
+        self.heartbeat.stop()
+        self.maintenance.stop()
+        self.runtime.observers.notify("worker_shutdown", worker=self.info)
+        try:
+            self.store.worker_stopped(self.id)
+        except Exception as exc:  # the maintenance loop of others will mark us offline
+            log.warning("could not mark the worker offline: %s", exc)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._loop_thread.join(2)
+        self.threads.shutdown()
+        log.info("worker %s stopped", self.info.name)

@@ -1,0 +1,1 @@
+"""Helpers shared by taskrt's tests (services, subprocess workers, test plugins)."""
