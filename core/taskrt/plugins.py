@@ -11,7 +11,9 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
+import os
 import re
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -134,6 +136,9 @@ def load_plugins(
                 continue
             _register(loaded, module, PluginInfo(name, dist_name, version, ep.value))
 
+    if settings.plugins_modules and os.getcwd() not in sys.path:
+        # like `python -m` and Celery's -A: modules of the project in the working directory load
+        sys.path.insert(0, os.getcwd())
     for module_path in settings.plugins_modules:
         try:
             module = importlib.import_module(module_path)

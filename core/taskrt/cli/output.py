@@ -13,8 +13,9 @@ from rich.table import Table
 
 
 def console() -> Console:
-    """A console on standard output (plain text when it is not a terminal)."""
-    return Console(soft_wrap=True)
+    """A console on standard output; when it is not a terminal (a pipe, a file), tables are
+    rendered wide instead of wrapping names at 80 columns."""
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 def print_json(data: Any) -> None:

@@ -1,0 +1,44 @@
+# Everyday commands. Each uses the project's virtualenv (.venv), which `make install` creates.
+# CI runs .ci/run, which starts the services and then calls these same targets.
+
+PYTHON_BIN ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TESTS := tests handlers_example/tests
+
+.DEFAULT_GOAL := help
+.PHONY: help install test lint fmt docs docs-check check-wheel all
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON_BIN) -m venv $(VENV)
+
+install: $(PY)  ## create .venv and install taskrt, its dev tools and the example handlers (editable)
+	$(PY) -m pip install -e '.[dev]' -e ./handlers_example
+
+test:  ## run every test (needs PostgreSQL and Redis; see README)
+	$(PY) -m pytest $(TESTS)
+
+lint:  ## ruff (lint and format check) and mypy; runs all three, fails if any fails
+	@status=0; \
+	echo "$(PY) -m ruff check ."; $(PY) -m ruff check . || status=1; \
+	echo "$(PY) -m ruff format --check ."; $(PY) -m ruff format --check . || status=1; \
+	echo "$(PY) -m mypy"; $(PY) -m mypy || status=1; \
+	exit $$status
+
+fmt:  ## format the code and apply safe lint fixes
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+docs:  ## regenerate docs/reference (settings, hooks, CLI) from the code
+	$(PY) -m taskrt.docs all
+
+docs-check:  ## fail if docs/reference is stale
+	$(PY) -m taskrt.docs all --check
+
+check-wheel:  ## build the wheel, install it into a fresh venv, import everything
+	PYTHON=$(abspath $(PY)) scripts/check_wheel.sh
+
+all: lint docs-check test check-wheel  ## everything CI checks
