@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import services
+from taskrt.client import Client
+from taskrt.settings import load_settings
+from tests.support import procs, services
+from tests.support.db import Db
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,3 +73,38 @@ def redis_url() -> str:
 def sqlite_url(tmp_path: Path) -> str:
     """A migrated SQLite database file in this test's temporary folder."""
     return services.sqlite_database(str(tmp_path / "taskrt.db"))
+
+
+@pytest.fixture
+def db(pg_url: str) -> Iterator[Db]:
+    """Read access to this test's PostgreSQL database."""
+    handle = Db(pg_url)
+    yield handle
+    handle.close()
+
+
+@pytest.fixture
+def service_env(pg_url: str, redis_url: str, redis_prefix: str) -> dict[str, str]:
+    """Environment for taskrt subprocesses on this test's database and Redis prefix, with short
+    maintenance intervals so recovery scenarios finish quickly."""
+    return procs.service_env(
+        pg_url,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        maintenance_interval=0.2,
+        heartbeat_interval=0.5,
+        log_level="INFO",
+    )
+
+
+@pytest.fixture
+def client(pg_url: str, redis_url: str, redis_prefix: str) -> Iterator[Client]:
+    """A Python client on this test's database and Redis prefix (test task types loaded)."""
+    settings = load_settings(
+        database_url=pg_url,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        plugins_modules=["tests.support.testkit"],
+    )
+    with Client(settings) as handle:
+        yield handle

@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from taskrt.settings import Settings
+    from taskrt.store import Store
 
 
 class Role(StrEnum):
@@ -61,5 +65,15 @@ class AuthenticationFailed(Exception):  # noqa: N818 - reads as a verdict, not a
     """Credentials were meant for this backend but are invalid (expired, revoked, forged)."""
 
 
-AuthBackendFactory = Callable[[Any], AuthBackend]
-"""Builds a backend; called with the runtime (settings and database access)."""
+@dataclass(frozen=True, slots=True)
+class AuthContext:
+    """What an auth backend's factory is given: the settings, and the store for backends that
+    keep their state in the database (API keys)."""
+
+    settings: Settings
+    store: Store
+
+
+AuthBackendFactory = Callable[[AuthContext], AuthBackend]
+"""Builds a backend once per API process; called with an :class:`AuthContext`. Raise
+:class:`~taskrt.exceptions.ConfigurationError` when the settings the backend needs are missing."""

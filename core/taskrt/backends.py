@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from taskrt.exceptions import ConfigurationError
 from taskrt.settings import Settings
 
 if TYPE_CHECKING:
@@ -38,6 +37,6 @@ def open_queue_backend(settings: Settings, store: Store) -> QueueBackend:
         from taskrt.queue.redis_backend import RedisQueueBackend
 
         return RedisQueueBackend.from_settings(store, settings)
-    raise ConfigurationError(
-        "no Redis URL is set (TASKRT_REDIS_URL) and the SQL queue backend is not available yet"
-    )
+    from taskrt.queue.sql_backend import SqlQueueBackend
+
+    return SqlQueueBackend.from_settings(store, settings)

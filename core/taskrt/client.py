@@ -116,8 +116,7 @@ class Client:
     def close(self) -> None:
         """Release connections."""
         if "service" in self.__dict__:
-            self.service.backend.close()
-            self.service.store.dispose()
+            self.service.close()
 
     def __enter__(self) -> Client:
         return self

@@ -216,3 +216,52 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {key: _jsonable(value) for key, value in obj.items()}
     return obj
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    """A cron schedule and the task template it fires."""
+
+    id: uuid.UUID
+    name: str | None
+    cron: str
+    timezone: str
+    enabled: bool
+    misfire_policy: str
+    task_template_id: uuid.UUID
+    task_name: str
+    payload: Any
+    queue: str
+    max_retries: int
+    retry: str
+    retry_params: dict[str, Any]
+    timeout: float | None
+    priority: int
+    created_at: datetime
+    updated_at: datetime
+    last_triggered_at: datetime | None = None
+    next_fire_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return cast(dict[str, Any], _jsonable(self))
+
+
+@dataclass(frozen=True, slots=True)
+class FireRecord:
+    """One fired slot of a schedule and the task it created."""
+
+    id: int
+    schedule_id: uuid.UUID
+    fire_at: datetime
+    task_id: uuid.UUID | None
+    created_at: datetime
+
+    @property
+    def lag(self) -> float:
+        """Seconds from the slot's due time to the task's creation (database clock)."""
+        return (self.created_at - self.fire_at).total_seconds()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with the lag."""
+        return {**cast(dict[str, Any], _jsonable(self)), "lag_seconds": self.lag}

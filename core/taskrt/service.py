@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from taskrt.exceptions import TaskrtError, ValidationError
+from taskrt.exceptions import ValidationError
 from taskrt.handlers import check_queue_name
 from taskrt.ids import uuid7
+from taskrt.outbox import OutboxCleaner
 from taskrt.queue.base import DispatchEntry, QueueBackend, QueueCounts
 from taskrt.records import EnqueueRequest, TaskRecord, WorkerInfo
 from taskrt.runtime import Runtime
@@ -102,6 +103,13 @@ class TaskService:
         self.registry = runtime.registry
         self.store = store
         self.backend = backend
+        self.outbox = OutboxCleaner(store)
+
+    def close(self) -> None:
+        """Flush pending outbox deletes and release connections."""
+        self.outbox.close()
+        self.backend.close()
+        self.store.dispose()
 
     # --- validation -----------------------------------------------------------------------
     def prepare(self, spec: EnqueueSpec, *, loc: tuple[Any, ...] = ()) -> TaskInsert:
@@ -237,7 +245,7 @@ class TaskService:
         outcomes = self.store.insert_tasks(
             items, with_outbox=self.backend.needs_outbox, actor=actor
         )
-        self._dispatch([o.dispatch for o in outcomes if o.dispatch is not None])
+        self.dispatch([o.dispatch for o in outcomes if o.dispatch is not None])
         results = [
             EnqueueResult(id=o.task_id, created=o.created, name=item.name, queue=item.queue)
             for o, item in zip(outcomes, items, strict=True)
@@ -248,7 +256,8 @@ class TaskService:
                 observers.notify("after_enqueue", task=records[result.id], created=result.created)
         return results
 
-    def _dispatch(self, entries: Sequence[DispatchEntry]) -> None:
+    def dispatch(self, entries: Sequence[DispatchEntry]) -> None:
+        """Hand committed queued runs to the queue backend; on failure the relay sends them."""
         if not entries:
             return
         try:
@@ -261,10 +270,7 @@ class TaskService:
             )
             return
         if self.backend.needs_outbox:
-            try:
-                self.store.delete_outbox([e.run_id for e in entries])
-            except TaskrtError as exc:
-                log.warning("could not clear %d outbox row(s): %s", len(entries), exc)
+            self.outbox.add([e.run_id for e in entries])
 
     # --- read -----------------------------------------------------------------------------
     def get(self, task_id: uuid.UUID, *, runs: bool = True) -> TaskRecord:
@@ -321,7 +327,7 @@ class TaskService:
                 try:
                     self.backend.replayed(queue, won, entries)
                     if self.backend.needs_outbox:
-                        self.store.delete_outbox([e.run_id for e in entries])
+                        self.outbox.add([e.run_id for e in entries])
                 except Exception as exc:  # the relay dispatches; reconcile fixes the list
                     log.warning("replay dispatch failed (%s); the outbox relay will send it", exc)
             won_set = set(won)

@@ -11,6 +11,7 @@ class (``python -m taskrt.docs settings`` regenerates it).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -37,6 +38,22 @@ def _split_commas(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+_RATE_RE = re.compile(
+    r"^\s*(\d+)\s*/\s*(s|secs?|seconds?|m|mins?|minutes?|h|hours?)\s*$", re.IGNORECASE
+)
+_PERIOD_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """``"600/minute"`` -> ``(600, 60.0)``: requests allowed and the period they refill over."""
+    match = _RATE_RE.match(text)
+    if match is None or int(match.group(1)) < 1:
+        raise ValueError(
+            f"rate {text!r} is not N/second, N/minute or N/hour with N >= 1 (e.g. 600/minute)"
+        )
+    return int(match.group(1)), _PERIOD_SECONDS[match.group(2)[0].lower()]
 
 
 def normalize_database_url(url: str) -> str:
@@ -218,10 +235,137 @@ class Settings(BaseSettings):
         default=8000, ge=0, description="Characters of a failed run's traceback that are stored."
     )
 
+    # --- scheduler ------------------------------------------------------------------------
+    scheduler_tick: float = Field(
+        default=0.25,
+        gt=0,
+        le=5,
+        description=(
+            "Longest a scheduler sleeps between looks at the schedules; schedule changes take "
+            "effect within one tick, and a slot fires within one tick of its due time."
+        ),
+    )
+    scheduler_misfire_grace: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "Seconds a slot may be overdue and still fire as usual; older slots are missed "
+            "and handled by the schedule's misfire policy (skip, coalesce, all)."
+        ),
+    )
+    scheduler_misfire_cap: int = Field(
+        default=100,
+        ge=1,
+        description="Most missed slots one schedule with the `all` policy fires at once.",
+    )
+
+    # --- http api ---------------------------------------------------------------------------
+    api_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1,
+        description=(
+            "Largest request body the HTTP API accepts, in bytes. A larger `Content-Length` is "
+            "answered with 413 at once; a chunked body is counted as it arrives and refused as "
+            "soon as it passes the limit, so the API never reads a whole oversized body."
+        ),
+    )
+    rate_limit_enabled: bool = Field(
+        default=True,
+        description="Rate-limit the HTTP API's `/api/v1` routes (token buckets in Redis).",
+    )
+    rate_limit_anonymous: str = Field(
+        default="60/minute",
+        description=(
+            "Requests per client IP for calls without valid credentials (they are answered 401, "
+            "and this keeps guessing keys slow). Written `N/second`, `N/minute` or `N/hour` "
+            "(`s`, `m`, `h` also work): a bucket of N tokens refilled evenly over the period."
+        ),
+    )
+    rate_limit_reader: str = Field(
+        default="1200/minute", description="Requests per identity holding the `reader` role."
+    )
+    rate_limit_producer: str = Field(
+        default="1200/minute", description="Requests per identity holding the `producer` role."
+    )
+    rate_limit_admin: str = Field(
+        default="1200/minute", description="Requests per identity holding the `admin` role."
+    )
+    rate_limit_fallback: Literal["local", "open", "closed"] = Field(
+        default="local",
+        description=(
+            "What the rate limiter does while Redis does not answer (or when no Redis is "
+            "configured): `local` keeps limiting with a bucket in each API process (the limit "
+            "then holds per process, not across processes), `open` lets every request through, "
+            "`closed` answers 503. Each switch to and from the fallback is logged."
+        ),
+    )
+
+    # --- auth -------------------------------------------------------------------------------
+    auth_backends: CommaList = Field(
+        default_factory=lambda: ["apikey"],
+        description=(
+            "Auth backends the HTTP API asks, in order (comma-separated names registered through "
+            "`register_auth_backends`, e.g. `apikey,jwt`). The first that recognises the "
+            "credentials decides."
+        ),
+    )
+    auth_disabled: bool = Field(
+        default=False,
+        description=(
+            "Turn authentication off: every HTTP request acts as an anonymous admin. Only for "
+            "local experiments; the API logs a warning at every start while it is set."
+        ),
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Shared secret of the `jwt` auth backend: tokens must be signed with HS256 and this "
+            "secret. Give this or `jwt_public_key`, not both."
+        ),
+    )
+    jwt_public_key: str | None = Field(
+        default=None,
+        description=(
+            "PEM public key (the text, or the path of a file holding it) of the `jwt` auth "
+            "backend: tokens must be signed with RS256 and the matching private key."
+        ),
+    )
+    jwt_issuer: str | None = Field(
+        default=None, description="When set, a token's `iss` claim must equal it."
+    )
+    jwt_audience: str | None = Field(
+        default=None,
+        description=(
+            "When set, a token's `aud` claim must contain it; when unset, a token carrying an "
+            "`aud` claim is refused."
+        ),
+    )
+    jwt_role_claim: str = Field(
+        default="role",
+        min_length=1,
+        description=(
+            "Claim holding the caller's role (`reader`, `producer` or `admin`). The subject "
+            "comes from `sub`; `exp` is always required."
+        ),
+    )
+
     @field_validator("plugins_load", "plugins_disable", "plugins_modules", mode="before")
     @classmethod
     def _comma_lists(cls, value: Any) -> Any:
         return _split_commas(value)
+
+    @field_validator("auth_backends", mode="before")
+    @classmethod
+    def _auth_backend_list(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator(
+        "rate_limit_anonymous", "rate_limit_reader", "rate_limit_producer", "rate_limit_admin"
+    )
+    @classmethod
+    def _valid_rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value
 
     @field_validator("database_url")
     @classmethod

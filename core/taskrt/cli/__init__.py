@@ -13,10 +13,13 @@ from typing import Any
 import click
 
 from taskrt._version import __version__
+from taskrt.cli.api_cmd import api_command
 from taskrt.cli.config_cmd import config_group
 from taskrt.cli.db_cmd import db_group
+from taskrt.cli.demo_cmd import demo_command
 from taskrt.cli.plugins_cmd import plugins_command
 from taskrt.cli.queues_cmd import dlq_group, queue_group, queues_command, workers_command
+from taskrt.cli.schedules_cmd import scheduler_command, schedules_group
 from taskrt.cli.state import CliState, get_state
 from taskrt.cli.tasks_cmd import enqueue_command, task_group
 from taskrt.cli.worker_cmd import worker_command
@@ -78,21 +81,26 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
       taskrt enqueue example.echo --payload '{"hi": 1}'
       taskrt worker --queues high,normal run tasks, high before normal
       taskrt queues                      what is waiting where
+      taskrt api --port 8080             serve the HTTP API
     """
     state = ctx.ensure_object(CliState)
     state.config_file = config_file
-    settings_level = logging.INFO
-    logging.basicConfig(level=settings_level, format="%(levelname)s %(name)s: %(message)s")
+    # quiet by default; long-running services (worker, api) raise it to TASKRT_LOG_LEVEL
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
 for _command in (
+    demo_command,
     worker_command,
+    api_command,
     enqueue_command,
     task_group,
     queues_command,
     queue_group,
     dlq_group,
     workers_command,
+    scheduler_command,
+    schedules_group,
     plugins_command,
     db_group,
     config_group,

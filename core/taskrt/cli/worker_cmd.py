@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import logging
 import sys
 
 import click
@@ -35,6 +37,7 @@ def worker_command(
 
     state = get_state()
     settings = state.settings
+    logging.getLogger().setLevel(settings.log_level)
     names, weights = parse_queues(queues)
     options = WorkerOptions(
         queues=names,
@@ -49,4 +52,7 @@ def worker_command(
     worker.install_signal_handlers()
     code = worker.run()
     service.backend.close()
+    # everything is handed back and closed: exit without the interpreter walking the whole
+    # heap (a final collection of about 0.2 s that would eat into the shutdown deadline)
+    gc.freeze()
     sys.exit(code)

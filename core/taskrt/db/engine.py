@@ -49,12 +49,14 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engin
 
         event.listen(engine, "begin", _sqlite_begin)
         return engine
+    # No pre-ping: it would cost a round trip per transaction on the hot path. A connection
+    # that died (a database restart) fails its statement once and the pool is invalidated;
+    # every loop of taskrt retries, and producers get a BackendUnavailableError.
     return sa.create_engine(
         url,
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
     )
 

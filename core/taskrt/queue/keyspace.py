@@ -52,6 +52,10 @@ class Keyspace:
         """A short-lived lock key for maintenance work done by one process at a time."""
         return f"{self.prefix}taskrt:lock:{name}"
 
+    def rate_limit(self, subject: str) -> str:
+        """The HTTP API's token bucket of ``subject`` (``apikey:<name>``, ``ip:<address>``)."""
+        return f"{self.prefix}taskrt:ratelimit:{subject}"
+
     def control_channel(self, instance: str) -> str:
         """A private channel used to wake one process's waiting fetcher."""
         return f"{self.prefix}taskrt:control:{instance}"

@@ -36,6 +36,9 @@ from taskrt.store import RunState, Store
 
 log = logging.getLogger("taskrt.queue.redis")
 
+SettleOp = tuple[str | bytes, ...]
+"""One group of settle.lua's arguments: op, run id, lease value, extra 1, extra 2."""
+
 CHUNK = 500  # runs per script call: keeps Lua's unpack() and each call short
 PROMOTE_PER_FETCH = 200
 
@@ -158,14 +161,14 @@ class RedisQueueBackend:
         if not fetched:
             return []
         valid: list[uuid.UUID] = []
-        drop: list[tuple[str, str]] = []
+        drop: list[tuple[str, str | bytes]] = []  # raw bytes: garbage must match exactly
         for queue, raw in fetched:
             run_id = parse_uuid(_text(raw))
             if run_id is None:
                 log.warning(
                     "dropped an entry of queue %r that is not a run id: %r", queue, raw[:80]
                 )
-                drop.append((queue, _text(raw)))
+                drop.append((queue, raw))
             else:
                 valid.append(run_id)
         queue_of = {rid: q for (q, raw) in fetched if (rid := parse_uuid(_text(raw))) is not None}
@@ -175,9 +178,15 @@ class RedisQueueBackend:
         claimed_ids = {c.run_id for c in claimed}
         for run_id in valid:
             if run_id not in claimed_ids:  # cancelled, duplicate, unknown or already finished
+                log.warning(
+                    "dropped run %s of queue %r: the store holds no queued run with that id "
+                    "(unknown, cancelled, finished or a duplicate entry)",
+                    run_id,
+                    queue_of[run_id],
+                )
                 drop.append((queue_of[run_id], str(run_id)))
         if drop:
-            ops: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+            ops: dict[str, list[SettleOp]] = defaultdict(list)
             for queue, raw_id in drop:
                 ops[queue].append(("X", raw_id, value, "", ""))
             self._settle(ops)
@@ -263,7 +272,7 @@ class RedisQueueBackend:
     def finish(self, finishes: Sequence[RunFinish], worker: WorkerIdentity) -> FinishReport:
         """Write outcomes to the store (fenced), then settle the runs in Redis."""
         report = self.store.finish_runs(finishes, with_outbox=True)
-        ops: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+        ops: dict[str, list[SettleOp]] = defaultdict(list)
         retry_due = {e.run_id: e for e in report.retries}
         for f in report.won:
             value = lease_value(worker.id, f.run.lease_token)
@@ -291,7 +300,7 @@ class RedisQueueBackend:
         """Return unfinished runs to the head of their queues without spending an attempt."""
         handed = self.store.hand_back_runs(runs)
         handed_ids = {r.run_id for r in handed}
-        ops: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+        ops: dict[str, list[SettleOp]] = defaultdict(list)
         for run in runs:
             op = "Q" if run.run_id in handed_ids else "X"
             ops[run.queue].append(
@@ -300,7 +309,7 @@ class RedisQueueBackend:
         self._settle(ops)
         return len(handed)
 
-    def _settle(self, ops: dict[str, list[tuple[str, ...]]]) -> None:
+    def _settle(self, ops: dict[str, list[SettleOp]]) -> None:
         if not ops:
             return
         pipe = self.redis.pipeline(transaction=False)
@@ -385,12 +394,13 @@ class RedisQueueBackend:
         flat = self.scripts.expired(keys=[k.inflight, k.leases], args=[500])
         if not flat:
             return
-        expired = [(_text(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat), 2)]
-        ids = {raw: parse_uuid(raw) for raw, _ in expired}
+        # keep the raw bytes: a garbage member must be released by exactly its own value
+        expired = [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+        ids = {raw: parse_uuid(_text(raw)) for raw, _ in expired}
         states = self.store.run_states([rid for rid in ids.values() if rid is not None])
-        ops: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+        ops: dict[str, list[SettleOp]] = defaultdict(list)
         lost_candidates: list[RunState] = []
-        value_of: dict[uuid.UUID, str] = {}
+        value_of: dict[uuid.UUID, bytes] = {}
         for raw, value in expired:
             run_id = ids[raw]
             state = states.get(run_id) if run_id is not None else None

@@ -81,23 +81,30 @@ def reconcile_queue(
         backend.dispatch(missing)
         report.reconciled_missing += len(missing)
 
-    listed = [_text(x) for x in (*ready, *delayed)]
-    stale: list[str] = []
+    # entries stay raw bytes: garbage that is not UTF-8 is removed by exactly its own value
+    listed: list[bytes] = [*ready, *delayed]
+    stale: list[bytes] = []
     for start in range(0, len(listed), 1000):
         chunk = listed[start : start + 1000]
-        states = store.run_states([rid for raw in chunk if (rid := parse_uuid(raw)) is not None])
-        for raw in chunk:
-            rid = parse_uuid(raw)
+        id_of = {entry: parse_uuid(_text(entry)) for entry in chunk}
+        states = store.run_states([rid for rid in id_of.values() if rid is not None])
+        for entry in chunk:
+            rid = id_of[entry]
             state = states.get(rid) if rid is not None else None
             if state is None or state.status != "queued":
-                stale.append(raw)
+                stale.append(entry)
     if stale:
         pipe = client.pipeline(transaction=False)
-        for raw in stale:
-            pipe.lrem(k.ready, 0, raw)
-            pipe.zrem(k.delayed, raw)
+        for entry in stale:
+            pipe.lrem(k.ready, 0, entry)  # type: ignore[arg-type]  # redis-py sends bytes as is
+            pipe.zrem(k.delayed, entry)
         pipe.execute()
-        log.warning("queue %r: removed %d entries of unknown or finished runs", queue, len(stale))
+        log.warning(
+            "queue %r: removed %d entries of unknown or finished runs: %s",
+            queue,
+            len(stale),
+            ", ".join(repr(e[:80]) for e in stale[:20]) + (" ..." if len(stale) > 20 else ""),
+        )
         report.reconciled_stale += len(stale)
 
     in_list = {_text(x) for x in dlq}

@@ -3,20 +3,35 @@
 from __future__ import annotations
 
 from taskrt.queue.base import LostRun
+from taskrt.store.api_keys import ApiKeyRecord, ApiKeyStore
 from taskrt.store.audit import Actor, AuditRecord, AuditStore
 from taskrt.store.outbox import OutboxStore
 from taskrt.store.queues import QueueStateStore
 from taskrt.store.runs import RunState, RunStore
+from taskrt.store.schedules import ScheduleStore
+from taskrt.store.sqlqueue import SqlQueueStore
 from taskrt.store.tasks import Enqueued, TaskInsert, TaskStore
 from taskrt.store.workers import WorkerStore
 
 
-class Store(TaskStore, RunStore, OutboxStore, WorkerStore, QueueStateStore, AuditStore):
-    """The durable record: tasks, runs, outbox, workers, queue state and the audit log."""
+class Store(
+    TaskStore,
+    RunStore,
+    SqlQueueStore,
+    OutboxStore,
+    WorkerStore,
+    QueueStateStore,
+    AuditStore,
+    ApiKeyStore,
+    ScheduleStore,
+):
+    """The durable record: tasks, runs, outbox, workers, queue state, the audit log, API keys
+    and schedules."""
 
 
 __all__ = [
     "Actor",
+    "ApiKeyRecord",
     "AuditRecord",
     "Enqueued",
     "LostRun",

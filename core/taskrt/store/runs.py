@@ -15,6 +15,7 @@ from taskrt.db.types import UTCDateTime, db_now, db_now_plus
 from taskrt.ids import uuid7
 from taskrt.queue.base import ClaimedRun, DispatchEntry, FinishReport, LostRun, RunFinish
 from taskrt.store.base import OUTBOX, RUNS, TASKS, StoreBase, dumps
+from taskrt.store.claims import claim
 from taskrt.store.tasks import dispatch_entry
 
 # One statement updates a whole batch of runs, each row with its own values and its own fence.
@@ -111,79 +112,16 @@ class RunStore(StoreBase):
         if not run_ids:
             return []
         with self.transaction() as conn:
-            claimed = conn.execute(
-                sa.update(RUNS)
-                .where(RUNS.c.id.in_(list(run_ids)), RUNS.c.status == "queued")
-                .values(
-                    status="running",
-                    worker_id=worker_id,
-                    lease_token=lease_token,
-                    started_at=db_now(),
-                    lease_expires_at=db_now_plus(sa.literal(lease_ttl, sa.Float())),
-                )
-                .returning(
-                    RUNS.c.id,
-                    RUNS.c.task_id,
-                    RUNS.c.attempt,
-                    RUNS.c.queue_name,
-                    RUNS.c.enqueued_at,
-                    RUNS.c.available_at,
-                    RUNS.c.started_at,
-                )
-            ).all()
-            if not claimed:
-                return []
-            tasks = {
-                row["id"]: row
-                for row in conn.execute(
-                    sa.update(TASKS)
-                    .where(TASKS.c.id.in_([c.task_id for c in claimed]))
-                    .values(status="running", updated_at=db_now())
-                    .returning(
-                        TASKS.c.id,
-                        TASKS.c.name,
-                        TASKS.c.payload,
-                        TASKS.c.max_retries,
-                        TASKS.c.retry_strategy,
-                        TASKS.c.retry_params,
-                        TASKS.c.timeout_seconds,
-                        TASKS.c.trace_id,
-                        TASKS.c.retry_count,
-                        TASKS.c.lost_runs,
-                        TASKS.c.cancel_requested_at,
-                    )
-                ).mappings()
-            }
-        by_id = {c.id: c for c in claimed}
-        result = []
-        for run_id in run_ids:  # keep the fetch order: it is the priority order
-            c = by_id.get(run_id)
-            if c is None:
-                continue
-            t = tasks[c.task_id]
-            result.append(
-                ClaimedRun(
-                    run_id=c.id,
-                    task_id=c.task_id,
-                    attempt=c.attempt,
-                    queue=c.queue_name,
-                    lease_token=lease_token,
-                    name=t["name"],
-                    payload=t["payload"],
-                    max_retries=t["max_retries"],
-                    retry=t["retry_strategy"],
-                    retry_params=t["retry_params"] or {},
-                    timeout=t["timeout_seconds"],
-                    trace_id=t["trace_id"],
-                    retry_count=t["retry_count"],
-                    lost_runs=t["lost_runs"],
-                    enqueued_at=c.enqueued_at,
-                    available_at=c.available_at,
-                    started_at=c.started_at,
-                    cancel_requested=t["cancel_requested_at"] is not None,
-                )
+            claimed = claim(
+                conn,
+                [RUNS.c.id.in_(list(run_ids))],
+                is_postgresql=self.is_postgresql,
+                worker_id=worker_id,
+                lease_token=lease_token,
+                lease_ttl=lease_ttl,
             )
-        return result
+        order = {run_id: i for i, run_id in enumerate(run_ids)}
+        return sorted(claimed, key=lambda run: order[run.run_id])  # the fetch (priority) order
 
     # --- renew ----------------------------------------------------------------------------
     def renew_leases(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,10 +19,49 @@ from taskrt.ids import uuid7
 from taskrt.queue.base import DispatchEntry
 from taskrt.records import RunRecord, RunStatus, TaskKind, TaskRecord, TaskStatus
 from taskrt.store.audit import Actor, write_audit
-from taskrt.store.base import OUTBOX, RUNS, TASKS, StoreBase
+from taskrt.store.base import OUTBOX, RUNS, TASKS, StoreBase, dumps
 
 _LIVE_DEDUP = sa.text(
     "dedup_key IS NOT NULL AND status IN (" + ", ".join(f"'{s}'" for s in LIVE_TASK_STATUSES) + ")"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_INSERT_PG_TEMPLATE = """
+WITH input AS MATERIALIZED (
+    SELECT * FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS v(
+        id uuid, run_id uuid, name text, type text, priority int, queue_name text,
+        payload jsonb, status text, dedup_key text, max_retries int, retry_strategy text,
+        retry_params jsonb, timeout_seconds float8, retry_count int, lost_runs int,
+        trace_id text, due_at timestamptz, delay_s float8)
+),
+t AS (
+    INSERT INTO tasks (id, name, type, priority, queue_name, payload, status, dedup_key,
+        max_retries, retry_strategy, retry_params, timeout_seconds, retry_count, lost_runs,
+        trace_id)
+    SELECT id, name, type, priority, queue_name, payload, status, dedup_key, max_retries,
+        retry_strategy, retry_params, timeout_seconds, retry_count, lost_runs, trace_id
+    FROM input
+    ON CONFLICT (name, dedup_key) WHERE {live_dedup} DO NOTHING
+    RETURNING id, type
+),
+r AS (
+    INSERT INTO task_runs (id, task_id, attempt, status, queue_name, available_at)
+    SELECT input.run_id, input.id, 1, 'queued', input.queue_name,
+        coalesce(input.due_at, statement_timestamp() + make_interval(secs => input.delay_s))
+    FROM input JOIN t ON t.id = input.id
+    WHERE t.type = 'immediate'
+    RETURNING id, task_id, queue_name, available_at
+){outbox}
+SELECT t.id, r.id, r.available_at FROM t LEFT JOIN r ON r.task_id = t.id
+"""
+_OUTBOX_CTE = """,
+o AS (
+    INSERT INTO outbox (run_id, queue_name, available_at)
+    SELECT id, queue_name, available_at FROM r
+)"""
+_INSERT_PG = sa.text(_INSERT_PG_TEMPLATE.format(live_dedup=_LIVE_DEDUP.text, outbox=""))
+_INSERT_PG_WITH_OUTBOX = sa.text(
+    _INSERT_PG_TEMPLATE.format(live_dedup=_LIVE_DEDUP.text, outbox=_OUTBOX_CTE)
 )
 _RUN_AVAILABLE_AT = sa.func.coalesce(
     sa.bindparam("due_at", type_=UTCDateTime()),
@@ -66,7 +105,21 @@ def dispatch_entry(
     """A dispatch entry for a run due at ``available_at`` (``immediate``: ready at once)."""
     if immediate:
         return DispatchEntry(run_id=run_id, queue=queue)
-    return DispatchEntry(run_id=run_id, queue=queue, due_ms=int(available_at.timestamp() * 1000))
+    # rounded up: a run must never become ready before its due time by the store's clock
+    micros = (available_at - _EPOCH) // timedelta(microseconds=1)
+    return DispatchEntry(run_id=run_id, queue=queue, due_ms=-(-micros // 1000))
+
+
+def _created(item: TaskInsert, placed: tuple[uuid.UUID, datetime] | None) -> Enqueued:
+    if placed is None:
+        return Enqueued(task_id=item.id, created=True)
+    run_id, available_at = placed
+    immediate = item.run_at is None and item.delay <= 0
+    return Enqueued(
+        task_id=item.id,
+        created=True,
+        dispatch=dispatch_entry(run_id, item.queue, available_at, immediate),
+    )
 
 
 def task_from_row(row: RowMapping, runs: Sequence[RunRecord] = ()) -> TaskRecord:
@@ -153,42 +206,82 @@ class TaskStore(StoreBase):
         live task is returned instead (``created=False``). The unique partial index makes this
         race-free: concurrent producers queue on it and all but one find the winner.
         """
-        results: list[Enqueued | None] = [None] * len(items)
         with self.transaction() as conn:
-            pending = list(range(len(items)))
-            created: list[int] = []
-            for _round in range(5):
-                if not pending:
-                    break
-                inserted = self._insert_ignoring_live_duplicates(
-                    conn, [self._task_row(items[i]) for i in pending]
-                )
-                retry_next: list[int] = []
-                for i in pending:
-                    item = items[i]
-                    if item.id in inserted:
-                        created.append(i)
-                        continue
-                    assert item.dedup_key is not None  # only a dedup key can conflict
-                    live = self._live_task_for(conn, item.name, item.dedup_key)
-                    if live is None:  # the holder finished between our insert and this read
-                        retry_next.append(i)
-                    else:
-                        results[i] = Enqueued(task_id=live["id"], created=False)
-                pending = retry_next
-            if pending:
-                raise InvalidStateError("could not settle a dedup race after 5 rounds; try again")
-            if created:
-                self._insert_first_runs(conn, items, created, results, with_outbox)
-                write_audit(
-                    conn,
-                    actor,
-                    "task.create",
-                    "task",
-                    [items[i].id for i in created],
-                    [{"name": items[i].name, "queue": items[i].queue} for i in created],
-                )
+            return self.insert_tasks_in(conn, items, with_outbox=with_outbox, actor=actor)
+
+    def insert_tasks_in(
+        self,
+        conn: Connection,
+        items: Sequence[TaskInsert],
+        *,
+        with_outbox: bool,
+        actor: Actor | None = None,
+    ) -> list[Enqueued]:
+        """:meth:`insert_tasks` inside the caller's transaction."""
+        results: list[Enqueued | None] = [None] * len(items)
+        pending = list(range(len(items)))
+        if self.is_postgresql:
+            placed = self._insert_with_runs_pg(conn, items, with_outbox)
+            for i, item in enumerate(items):
+                if item.id in placed:
+                    results[i] = _created(item, placed[item.id])
+            pending = [i for i in pending if results[i] is None]
+        created: list[int] = []
+        for _round in range(5):
+            if not pending:
+                break
+            inserted = self._insert_ignoring_live_duplicates(
+                conn, [self._task_row(items[i]) for i in pending]
+            )
+            retry_next: list[int] = []
+            for i in pending:
+                item = items[i]
+                if item.id in inserted:
+                    created.append(i)
+                    continue
+                assert item.dedup_key is not None  # only a dedup key can conflict
+                live = self._live_task_for(conn, item.name, item.dedup_key)
+                if live is None:  # the holder finished between our insert and this read
+                    retry_next.append(i)
+                else:
+                    results[i] = Enqueued(task_id=live["id"], created=False)
+            pending = retry_next
+        if pending:
+            raise InvalidStateError("could not settle a dedup race after 5 rounds; try again")
+        if created:
+            self._insert_first_runs(conn, items, created, results, with_outbox)
+        new_tasks = [i for i, r in enumerate(results) if r is not None and r.created]
+        write_audit(
+            conn,
+            actor,
+            "task.create",
+            "task",
+            [items[i].id for i in new_tasks],
+            [{"name": items[i].name, "queue": items[i].queue} for i in new_tasks],
+        )
         return [r for r in results if r is not None]
+
+    def _insert_with_runs_pg(
+        self, conn: Connection, items: Sequence[TaskInsert], with_outbox: bool
+    ) -> dict[uuid.UUID, tuple[uuid.UUID, datetime] | None]:
+        """PostgreSQL: tasks, first runs and outbox rows in one statement (one round trip).
+
+        Returns, for each task created, its run id and due time (None for templates); a task
+        whose dedup key a live task holds is skipped and left out.
+        """
+        batch = [
+            {
+                **self._task_row(item),
+                "id": str(item.id),
+                "run_id": str(item.run_id),
+                "due_at": item.run_at.isoformat() if item.run_at else None,
+                "delay_s": float(item.delay),
+            }
+            for item in items
+        ]
+        stmt = _INSERT_PG_WITH_OUTBOX if with_outbox else _INSERT_PG
+        rows = conn.execute(stmt, {"batch": dumps(batch)}).all()
+        return {row[0]: (row[1], row[2]) if row[1] is not None else None for row in rows}
 
     @staticmethod
     def _task_row(item: TaskInsert) -> dict[str, Any]:

@@ -77,6 +77,9 @@ class RunExecutor:
         run = active.run
         finish: RunFinish | None = None
         try:
+            if active.handed_back:
+                # handed back at shutdown before it began: another worker runs it, not us
+                return
             finish = await self._execute(active)
         except Exception as exc:  # a bug in taskrt itself: fail the run, keep the worker
             log.exception("internal error executing run %s", run.run_id)

@@ -1,0 +1,1 @@
+"""taskrt's benchmarks (``make bench``); figures come from here, never from pytest asserts."""

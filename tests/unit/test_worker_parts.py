@@ -1,0 +1,176 @@
+"""Pure parts of the worker and the outcome rules (no services)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import BaseModel
+
+import taskrt
+from taskrt.exceptions import NonRetryableError, ValidationError
+from taskrt.outcomes import OutcomeBuilder, error_type_name, format_traceback, jsonable_result
+from taskrt.queue.base import ClaimedRun
+from taskrt.queue.keyspace import Keyspace
+from taskrt.runtime import Runtime
+from taskrt.settings import Settings
+from taskrt.worker.main import parse_queues, weighted_order
+from taskrt.worker.slots import Slots
+from taskrt.worker.threads import HandlerThreads
+
+
+def test_parse_queues_strict_and_weighted() -> None:
+    assert parse_queues("high,normal") == (["high", "normal"], None)
+    assert parse_queues("high:5, normal:1") == (["high", "normal"], {"high": 5, "normal": 1})
+    assert parse_queues("a:3,b") == (["a", "b"], {"a": 3, "b": 1})
+    for bad in ("", "a,a", "a:0", "a:x", "bad queue"):
+        with pytest.raises(ValidationError):
+            parse_queues(bad)
+
+
+def test_weighted_order_puts_each_queue_first_in_proportion_and_starves_none() -> None:
+    rng = random.Random(7)
+    firsts = Counter(
+        weighted_order(["high", "normal"], {"high": 5, "normal": 1}, rng)[0] for _ in range(6000)
+    )
+    assert 0.78 < firsts["high"] / 6000 < 0.88
+    assert firsts["normal"] > 0
+    assert sorted(weighted_order(["a", "b", "c"], {"a": 1, "b": 1, "c": 1}, rng)) == ["a", "b", "c"]
+
+
+def test_keyspace_shares_one_hash_tag_per_queue() -> None:
+    keys = Keyspace("pre:").queue("mail")
+    for key in (keys.ready, keys.delayed, keys.inflight, keys.leases, keys.dlq, keys.paused):
+        assert key.startswith("pre:queue:{mail}:")
+    with pytest.raises(ValueError, match="hash tag"):
+        Keyspace("{x}")
+
+
+def test_slots_count_and_wake_the_waiting_fetcher() -> None:
+    slots = Slots(2)
+    slots.take(2)
+    assert slots.wait_free(0.01) == 0
+    threading.Timer(0.05, slots.release).start()
+    assert slots.wait_free(2.0) == 1
+    slots.release()
+    assert slots.wait_idle(0.1)
+
+
+def test_handler_threads_grow_when_a_thread_is_stuck() -> None:
+    pool = HandlerThreads()
+    release = threading.Event()
+    stuck = pool.submit(release.wait, 5)
+    quick = pool.submit(lambda: 42)
+    assert quick.result(timeout=2) == 42  # not queued behind the stuck one
+    assert pool.size == 2
+    release.set()
+    assert stuck.result(timeout=2) is True
+    again = pool.submit(lambda: "reused")
+    assert again.result(timeout=2) == "reused"
+    assert pool.size == 2
+    boom = pool.submit(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        boom.result(timeout=2)
+    pool.shutdown()
+
+
+def claimed(**overrides: object) -> ClaimedRun:
+    fields: dict[str, object] = {
+        "run_id": uuid.uuid4(),
+        "task_id": uuid.uuid4(),
+        "attempt": 1,
+        "queue": "default",
+        "lease_token": "tok",
+        "name": "example.echo",
+        "payload": {},
+        "max_retries": 2,
+        "retry": "fixed",
+        "retry_params": {"delay": 7},
+        "timeout": None,
+        "trace_id": None,
+        "retry_count": 0,
+        "lost_runs": 0,
+        "enqueued_at": datetime.now(UTC),
+        "available_at": datetime.now(UTC),
+    }
+    fields.update(overrides)
+    return ClaimedRun(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def builder() -> OutcomeBuilder:
+    runtime = Runtime.load(Settings())
+    return OutcomeBuilder(runtime.registry, traceback_limit=300)
+
+
+def test_a_failure_with_retries_left_follows_the_strategy(builder: OutcomeBuilder) -> None:
+    finish = builder.failed(claimed(), RuntimeError("boom"))
+    assert finish.status == "failed"
+    assert finish.retry_delay == 7
+    assert finish.next_run_id
+    assert finish.error_type == "RuntimeError"
+    assert finish.error_message == "boom"
+    assert "RuntimeError: boom" in (finish.error_traceback or "")
+
+
+def test_retries_are_counted_from_retry_count_not_attempt(builder: OutcomeBuilder) -> None:
+    # attempt 3 after two lost runs: no retry spent yet, so it still retries
+    assert builder.failed(claimed(attempt=3, retry_count=0), RuntimeError()).retry_delay == 7
+    exhausted = builder.failed(claimed(attempt=3, retry_count=2), RuntimeError())
+    assert exhausted.retry_delay is None
+    assert exhausted.dead_letters
+    assert exhausted.reason == "retries_exhausted"
+
+
+def test_non_retryable_and_retry_requests(builder: OutcomeBuilder) -> None:
+    dead = builder.failed(claimed(), NonRetryableError("no"))
+    assert dead.dead_letters
+    assert dead.reason == "non_retryable"
+    asked = builder.failed(claimed(), taskrt.Retry(delay=1.5))
+    assert asked.retry_delay == 1.5
+    assert asked.reason == "retry_requested"
+    at_limit = builder.failed(claimed(retry_count=2), taskrt.Retry(delay=1.5))
+    assert at_limit.dead_letters
+
+
+def test_an_unknown_strategy_on_the_worker_falls_back_instead_of_losing_the_task(
+    builder: OutcomeBuilder,
+) -> None:
+    finish = builder.failed(claimed(retry="not.installed", retry_count=1), RuntimeError())
+    assert finish.retry_delay == 2.0
+
+
+def test_strategy_none_gives_up_at_once(builder: OutcomeBuilder) -> None:
+    finish = builder.failed(claimed(retry="none", retry_params={}), RuntimeError())
+    assert finish.dead_letters
+    assert finish.reason == "not_retried"
+
+
+def test_tracebacks_keep_their_tail_when_truncated() -> None:
+    try:
+        raise ValueError("x" * 1000)
+    except ValueError as exc:
+        text = format_traceback(exc, 200)
+    assert text.startswith("... (truncated)")
+    assert text.endswith("x\n")
+    assert error_type_name(NonRetryableError()) == "taskrt.exceptions.NonRetryableError"
+
+
+def test_results_are_stored_as_json() -> None:
+    class Model(BaseModel):
+        at: datetime
+
+    @dataclass
+    class Point:
+        x: int
+
+    stamp = datetime(2026, 1, 2, tzinfo=UTC)
+    assert jsonable_result(Model(at=stamp)) == {"at": "2026-01-02T00:00:00Z"}
+    assert jsonable_result(Point(3)) == {"x": 3}
+    assert jsonable_result({"when": stamp}) == {"when": str(stamp)}
+    assert jsonable_result([1, "a", None]) == [1, "a", None]
