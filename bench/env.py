@@ -73,10 +73,24 @@ def postgres_target(use_redis: bool = True) -> Iterator[BenchTarget]:
 
 
 @contextmanager
+def sqlite_target() -> Iterator[BenchTarget]:
+    """A fresh migrated SQLite file for one benchmark."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="taskrt-bench-") as folder:
+        url = f"sqlite:///{folder}/taskrt.db"
+        engine = create_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        yield BenchTarget(url, None, "")
+
+
+@contextmanager
 def worker(
-    target: BenchTarget, *args: str, **settings: object
+    target: BenchTarget, *args: str, settle: float = 1.5, **settings: object
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A ``taskrt worker`` subprocess on ``target``, stopped with SIGTERM afterwards."""
+    """A ``taskrt worker`` subprocess on ``target``, stopped with SIGTERM afterwards; waits
+    ``settle`` seconds first so it can register and go idle."""
     proc = subprocess.Popen(
         [TASKRT, "worker", *args],
         env=target.env(**settings),
@@ -85,7 +99,7 @@ def worker(
         stderr=subprocess.PIPE,
     )
     try:
-        time.sleep(1.5)  # let it register and go idle before anything is measured
+        time.sleep(settle)
         yield proc
     finally:
         proc.send_signal(signal.SIGTERM)

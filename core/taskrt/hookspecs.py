@@ -57,7 +57,7 @@ def register_retry_strategies(register: Callable[[str, RetryStrategyFactory], No
 
 @hookspec
 def register_auth_backends(register: Callable[[str, AuthBackendFactory], None]) -> None:
-    """Register auth backends: call ``register(name, factory)``; the factory gets the runtime."""
+    """Register auth backends: call ``register(name, factory)``; the factory gets an AuthContext."""
 
 
 @hookspec

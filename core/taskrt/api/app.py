@@ -1,0 +1,126 @@
+"""Building the FastAPI application.
+
+:func:`create_app` wires routes, middleware and error handlers around a runtime and a
+:class:`~taskrt.service.TaskService` that the caller built (tests build their own);
+:func:`create_app_from_settings` builds those from the environment and is the factory
+``taskrt api`` gives uvicorn (``uvicorn --factory taskrt.api.app:create_app_from_settings``).
+
+Middleware, outermost first: request ids (so every answer carries one), the catch-all 500
+(so no traceback ever leaves), the body limit, then FastAPI's own error handlers and the routes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from taskrt._version import __version__
+from taskrt.api.deps import ApiState
+from taskrt.api.errors import CatchAllMiddleware, install_error_handlers
+from taskrt.api.limits import BodyLimitMiddleware
+from taskrt.api.openapi import build_openapi
+from taskrt.api.ratelimit import RateLimiter
+from taskrt.api.request_ids import RequestIdMiddleware
+from taskrt.api.routes_admin import probes
+from taskrt.api.routes_admin import router as admin_router
+from taskrt.api.routes_queues import router as queues_router
+from taskrt.api.routes_tasks import router as tasks_router
+from taskrt.api.security import AuthChain
+from taskrt.runtime import Runtime
+from taskrt.service import TaskService
+from taskrt.settings import Settings
+
+log = logging.getLogger("taskrt.api")
+
+DESCRIPTION = """\
+Create, inspect and cancel tasks, watch queues and workers, replay dead letters and read the
+audit log. Every route under `/api/v1` needs credentials (`Authorization: Bearer <token>` or
+`X-API-Key`) and a role: `reader` may read, `producer` may also create and cancel tasks,
+`admin` may do everything. Errors are `application/problem+json`. Every answer carries
+`X-Request-ID`.
+"""
+
+
+def _build(max_body_bytes: int, lifespan: Callable[[FastAPI], Any] | None = None) -> FastAPI:
+    app = FastAPI(
+        title="taskrt",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "tasks", "description": "Create, read, list and cancel tasks."},
+            {"name": "queues", "description": "Queue sizes, pause and resume, dead letters."},
+            {"name": "admin", "description": "Workers and the audit log."},
+            {"name": "health", "description": "Probes for load balancers and orchestrators."},
+        ],
+    )
+    app.include_router(tasks_router)
+    app.include_router(queues_router)
+    app.include_router(admin_router)
+    app.include_router(probes)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document, built without connecting to anything (for the generated docs)."""
+    default_limit: int = Settings.model_fields["api_max_body_bytes"].default
+    return _build(default_limit).openapi()
+
+
+def create_app(
+    runtime: Runtime,
+    service: TaskService,
+    *,
+    limiter: RateLimiter | None = None,
+    on_shutdown: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The HTTP API over ``service``. Builds the auth chain (ConfigurationError if it is
+    misconfigured) and the rate limiter; ``on_shutdown`` runs when the server stops."""
+    settings = runtime.settings
+    auth = AuthChain.from_settings(settings, runtime.registry, service.store)
+    if auth.disabled:
+        log.warning(
+            "AUTHENTICATION IS DISABLED (TASKRT_AUTH_DISABLED=true): every HTTP request acts "
+            "as an anonymous admin. Never run like this where anyone else can connect."
+        )
+    else:
+        log.info("HTTP API auth backends: %s", ", ".join(name for name, _ in auth.backends))
+    limiter = limiter if limiter is not None else RateLimiter.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        limiter.close()
+        if on_shutdown is not None:
+            on_shutdown()
+
+    app = _build(settings.api_max_body_bytes, lifespan)
+    app.state.taskrt = ApiState(runtime=runtime, service=service, auth=auth, limiter=limiter)
+    return app
+
+
+def create_app_from_settings() -> FastAPI:
+    """The app on the settings of the environment (``TASKRT_*``, ``TASKRT_CONFIG``)."""
+    from taskrt.backends import open_queue_backend, open_store
+    from taskrt.settings import load_settings
+
+    settings = load_settings()
+    if not logging.getLogger().handlers:  # a uvicorn worker process starts with none
+        logging.basicConfig(
+            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    logging.getLogger("taskrt").setLevel(settings.log_level)
+    runtime = Runtime.load(settings)
+    store = open_store(settings)
+    backend = open_queue_backend(settings, store)
+    service = TaskService(runtime, store, backend)
+    return create_app(runtime, service, on_shutdown=service.close)

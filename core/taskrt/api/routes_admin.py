@@ -1,0 +1,116 @@
+"""Workers, the audit log, and the health probes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from taskrt.api.deps import AdminCaller, ReaderCaller, State, api_state
+from taskrt.api.errors import ProblemResponse, problem_response
+from taskrt.api.openapi import PROBLEMS, problems, role_doc
+from taskrt.api.paging import Cursor, PageLimit, audit_cursor, encode_cursor
+from taskrt.api.request_ids import request_id_of
+from taskrt.api.schemas import (
+    AuditOut,
+    AuditPage,
+    Health,
+    PlainText,
+    Readiness,
+    WorkerList,
+    WorkerOut,
+)
+from taskrt.auth import Role
+
+log = logging.getLogger("taskrt.api")
+
+router = APIRouter(prefix="/api/v1", tags=["admin"], responses=PROBLEMS)
+probes = APIRouter(tags=["health"])
+
+
+@router.get(
+    "/workers",
+    response_model=WorkerList,
+    summary="List workers",
+    openapi_extra=role_doc(Role.READER),
+)
+def list_workers(
+    caller: ReaderCaller,
+    state: State,
+    include_offline: Annotated[bool, Query(description="Include offline workers.")] = True,
+) -> WorkerList:
+    """Registered workers with their queues, concurrency and last heartbeat, newest first."""
+    workers = state.service.workers(include_offline=include_offline)
+    return WorkerList(items=[WorkerOut.of(w) for w in workers])
+
+
+@router.get(
+    "/audit",
+    response_model=AuditPage,
+    summary="Read the audit log",
+    openapi_extra=role_doc(Role.ADMIN),
+)
+def list_audit(
+    caller: AdminCaller,
+    state: State,
+    action: Annotated[PlainText | None, Query(description="e.g. `task.create`.")] = None,
+    actor: Annotated[PlainText | None, Query(description="e.g. `apikey:ci`.")] = None,
+    target_id: Annotated[PlainText | None, Query(description="A task id, queue name, ...")] = None,
+    limit: PageLimit = 100,
+    cursor: Cursor = None,
+) -> AuditPage:
+    """Who changed what, newest first, filtered by action, actor and target; keyset-paginated
+    like the task list."""
+    before = audit_cursor(cursor) if cursor else None
+    rows = state.service.store.list_audit(
+        action=action, actor=actor, target_id=target_id, limit=limit + 1, before_id=before
+    )
+    page, more = rows[:limit], len(rows) > limit
+    return AuditPage(
+        items=[AuditOut.of(r) for r in page],
+        next_cursor=encode_cursor("a", str(page[-1].id)) if more and page else None,
+    )
+
+
+@probes.get("/healthz", response_model=Health, summary="Liveness probe")
+def healthz() -> Health:
+    """The process answers; touches nothing else."""
+    return Health()
+
+
+@probes.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="Readiness probe",
+    responses=problems(503),
+)
+def readyz(request: Request) -> Readiness | ProblemResponse:
+    """The database and Redis answer (Redis only when one is configured)."""
+    state = api_state(request)
+    checks: dict[str, str] = {}
+    failed: list[dict[str, Any]] = []
+    try:
+        state.service.store.ping()
+        checks["database"] = "ok"
+    except Exception as exc:  # any failure means "not ready"; the reason goes to the log
+        log.warning("readiness: the database did not answer: %s", exc)
+        failed.append({"loc": ["database"], "msg": "did not answer"})
+    if state.settings.redis_url:
+        try:
+            state.limiter.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:  # as above
+            log.warning("readiness: Redis did not answer: %s", exc)
+            failed.append({"loc": ["redis"], "msg": "did not answer"})
+    else:
+        checks["redis"] = "not configured"
+    if failed:
+        names = ", ".join(str(f["loc"][0]) for f in failed)
+        return problem_response(
+            503,
+            f"not ready: {names} did not answer",
+            request_id=request_id_of(request.scope),
+            errors=failed,
+        )
+    return Readiness(checks=checks)

@@ -1,0 +1,239 @@
+"""``/api/v1/tasks``: create (one or a batch), read, list and cancel tasks.
+
+Every route calls :class:`~taskrt.service.TaskService`; nothing here decides anything about a
+task. Field paths of the service's validation errors are prefixed with where they sit in the
+request (``["body", "payload", ...]``, ``["body", "tasks", 3, "queue"]``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from taskrt.api.deps import ApiState, ProducerCaller, ReaderCaller, State
+from taskrt.api.errors import LocatedValidationError, locate
+from taskrt.api.openapi import CONFLICT, NOT_FOUND, PROBLEMS, role_doc
+from taskrt.api.paging import Cursor, PageLimit, encode_cursor, task_cursor
+from taskrt.api.schemas import (
+    BatchItemOut,
+    BatchOut,
+    PlainText,
+    QueueName,
+    RunList,
+    RunOut,
+    TaskBatchCreate,
+    TaskCreate,
+    TaskName,
+    TaskOut,
+    TaskPage,
+    json_problems,
+)
+from taskrt.auth import Role
+from taskrt.exceptions import ValidationError
+from taskrt.records import TaskStatus
+from taskrt.service import EnqueueSpec
+
+router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"], responses=PROBLEMS)
+
+IdempotencyKey = Annotated[
+    PlainText | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Dedup key for this task (same as `dedup_key` in the body).",
+    ),
+]
+
+
+def _spec(body: TaskCreate, trace_id: str | None, loc: tuple[str | int, ...]) -> EnqueueSpec:
+    problems = json_problems(body.payload, (*loc, "payload"))
+    problems += json_problems(body.retry_params, (*loc, "retry_params"))
+    if problems:
+        raise LocatedValidationError("the task cannot be stored: " + problems[0]["msg"], problems)
+    return EnqueueSpec(
+        name=body.name,
+        payload=body.payload,
+        queue=body.queue,
+        delay=body.delay,
+        run_at=body.run_at,
+        dedup_key=body.dedup_key,
+        max_retries=body.max_retries,
+        retry=body.retry,
+        retry_params=body.retry_params,
+        timeout=body.timeout,
+        priority=body.priority,
+        trace_id=trace_id,
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskOut,
+    summary="Create a task",
+    response_description="The task was created.",
+    responses={200: {"model": TaskOut, "description": "A live task held the dedup key."}},
+    openapi_extra=role_doc(Role.PRODUCER),
+)
+def create_task(
+    body: TaskCreate,
+    caller: ProducerCaller,
+    state: State,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> TaskOut:
+    """Create a task: 201 with the new task, or 200 with the live task that holds its dedup key
+    (from `dedup_key` or the `Idempotency-Key` header)."""
+    if idempotency_key is not None:
+        if body.dedup_key not in (None, idempotency_key):
+            raise LocatedValidationError(
+                "Idempotency-Key and dedup_key differ; send one of them",
+                [{"loc": ["header", "Idempotency-Key"], "msg": "differs from body.dedup_key"}],
+            )
+        body = body.model_copy(update={"dedup_key": idempotency_key})
+    spec = _spec(body, caller.request_id, ("body",))
+    try:
+        result = state.service.enqueue(spec, actor=caller.actor)
+    except ValidationError as exc:
+        raise locate(exc, "body") from None
+    if not result.created:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/api/v1/tasks/{result.id}"
+    return TaskOut.of(state.service.get(result.id))
+
+
+@router.post(
+    "/batch",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BatchOut,
+    summary="Create up to 1,000 tasks at once",
+    response_description="At least one task was created.",
+    responses={200: {"model": BatchOut, "description": "Every task was a dedup hit."}},
+    openapi_extra=role_doc(Role.PRODUCER),
+)
+def create_tasks(
+    body: TaskBatchCreate, caller: ProducerCaller, state: State, response: Response
+) -> BatchOut:
+    """Create tasks in one transaction, all or nothing: 422 lists every invalid item with its
+    index (`["body", "tasks", 3, "payload"]`) and stores none. 201 if any task was created, 200
+    if every one was a dedup hit."""
+    problems: list[dict[str, Any]] = []
+    numbered: list[tuple[int, EnqueueSpec]] = []
+    for index, item in enumerate(body.tasks):
+        try:
+            numbered.append((index, _spec(item, caller.request_id, ("body", "tasks", index))))
+        except ValidationError as exc:
+            problems += exc.errors
+    known = state.runtime.registry.task_types
+    if problems or any(spec.name not in known for _, spec in numbered):
+        # The service reports an unknown task name without its item's index, so a batch that
+        # has one (or that failed above) is checked item by item, without storing anything.
+        problems += _item_problems(state, numbered, known)
+        raise LocatedValidationError(
+            f"{len(problems)} problem(s) in the batch, nothing stored", problems
+        )
+    specs = [spec for _, spec in numbered]
+    try:
+        results = state.service.enqueue_many(specs, actor=caller.actor)
+    except ValidationError as exc:
+        # the service numbers the items itself, except in a batch of one
+        raise (
+            locate(exc, "body", "tasks", 0) if len(specs) == 1 else locate(exc, "body", "tasks")
+        ) from None
+    if not any(r.created for r in results):
+        response.status_code = status.HTTP_200_OK
+    return BatchOut(
+        items=[
+            BatchItemOut(id=r.id, created=r.created, name=r.name, queue=r.queue) for r in results
+        ]
+    )
+
+
+def _item_problems(
+    state: ApiState, numbered: list[tuple[int, EnqueueSpec]], known: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    problems: list[dict[str, Any]] = []
+    for index, spec in numbered:
+        loc = ("body", "tasks", index)
+        if spec.name not in known:
+            problems.append({"loc": [*loc, "name"], "msg": f"unknown task {spec.name!r}"})
+            continue
+        try:
+            state.service.prepare(spec, loc=loc)
+        except ValidationError as exc:
+            problems += exc.errors
+    return problems
+
+
+@router.get(
+    "",
+    response_model=TaskPage,
+    summary="List tasks",
+    openapi_extra=role_doc(Role.READER),
+)
+def list_tasks(
+    caller: ReaderCaller,
+    state: State,
+    task_status: Annotated[
+        TaskStatus | None, Query(alias="status", description="Only tasks in this status.")
+    ] = None,
+    queue: Annotated[QueueName | None, Query(description="Only tasks of this queue.")] = None,
+    name: Annotated[TaskName | None, Query(description="Only tasks of this type.")] = None,
+    limit: PageLimit = 50,
+    cursor: Cursor = None,
+) -> TaskPage:
+    """Tasks newest first, each with its latest run, filtered by status, queue and type name.
+    Pages are keyset-paginated: pass the `next_cursor` of a page as `cursor` for the next one."""
+    before = task_cursor(cursor) if cursor else None
+    tasks = state.service.list_tasks(
+        status=task_status.value if task_status else None,
+        queue=queue,
+        name=name,
+        limit=limit + 1,
+        before=before,
+    )
+    page, more = tasks[:limit], len(tasks) > limit
+    latest = state.service.store.latest_runs([t.id for t in page])
+    return TaskPage(
+        items=[TaskOut.of(t, latest.get(t.id)) for t in page],
+        next_cursor=encode_cursor("t", str(page[-1].id)) if more and page else None,
+    )
+
+
+@router.get(
+    "/{task_id}",
+    response_model=TaskOut,
+    summary="Get a task with its latest run",
+    responses=NOT_FOUND,
+    openapi_extra=role_doc(Role.READER),
+)
+def get_task(task_id: uuid.UUID, caller: ReaderCaller, state: State) -> TaskOut:
+    """The task and its latest run."""
+    return TaskOut.of(state.service.get(task_id))
+
+
+@router.get(
+    "/{task_id}/runs",
+    response_model=RunList,
+    summary="Every run of a task",
+    responses=NOT_FOUND,
+    openapi_extra=role_doc(Role.READER),
+)
+def get_runs(task_id: uuid.UUID, caller: ReaderCaller, state: State) -> RunList:
+    """Every attempt of the task, oldest first."""
+    return RunList(items=[RunOut.of(r) for r in state.service.get(task_id).runs])
+
+
+@router.post(
+    "/{task_id}/cancel",
+    response_model=TaskOut,
+    summary="Cancel a task",
+    responses={**NOT_FOUND, **CONFLICT},
+    openapi_extra=role_doc(Role.PRODUCER),
+)
+def cancel_task(task_id: uuid.UUID, caller: ProducerCaller, state: State) -> TaskOut:
+    """Cancel a task: a queued one never runs, a running one is asked to stop (its status
+    changes when its worker honours the request). 409 if it already finished."""
+    return TaskOut.of(state.service.cancel(task_id, actor=caller.actor))

@@ -1,0 +1,240 @@
+"""The ``apikey`` auth backend and the ``taskrt apikey create|list|revoke`` commands.
+
+A key looks like ``trk_<prefix>_<secret>``: ``prefix`` is 8 random hex digits that identify the
+key (shown in listings and the audit log, safe to log), ``secret`` is 32 random bytes from
+:mod:`secrets`. The key is shown once, when it is made; the database keeps only the prefix and
+the SHA-256 of the whole key.
+
+Why SHA-256 and not bcrypt or argon2: those slow hashes exist to protect low-entropy secrets
+that people choose, where an attacker holding the hashes can try likely passwords. A key here
+carries 256 random bits; no amount of guessing finds a preimage of its hash, so a slow hash would
+add nothing but a few milliseconds of CPU to every request. The comparison runs in constant time
+(:func:`hmac.compare_digest`), and an unknown prefix is compared against a dummy hash, so the
+time taken does not tell a guessed key from a wrong one.
+
+A key is accepted as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. A bearer token that
+is not shaped like a key is "not mine", so another backend (``jwt``) may take it; an
+``X-API-Key`` header is always this backend's business.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import click
+
+from taskrt import hookimpl
+from taskrt.auth import (
+    AuthBackendFactory,
+    AuthContext,
+    AuthenticationFailed,
+    Credentials,
+    Identity,
+    Role,
+)
+from taskrt.exceptions import TaskrtError
+from taskrt.store import Actor, ApiKeyRecord, Store
+
+log = logging.getLogger("taskrt.auth.apikey")
+
+KEY_PATTERN = re.compile(r"^trk_([0-9a-f]{8})_([A-Za-z0-9_-]{43})$")
+TOUCH_INTERVAL = 60.0
+"""Seconds between two writes of a key's ``last_used_at``."""
+_DUMMY_HASH = hashlib.sha256(b"no key has this hash").hexdigest()
+
+
+def new_key() -> tuple[str, str]:
+    """A fresh key and its prefix."""
+    prefix = secrets.token_hex(4)
+    return f"trk_{prefix}_{secrets.token_urlsafe(32)}", prefix
+
+
+def hash_key(key: str) -> str:
+    """The hex SHA-256 of ``key`` (what the database stores)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def create_api_key(
+    store: Store, *, name: str, role: Role | str, actor: Actor | None = None
+) -> tuple[ApiKeyRecord, str]:
+    """Make and store a key; returns its record and the key itself (the only time it exists)."""
+    key, prefix = new_key()
+    record = store.create_api_key(
+        key_id=uuid.uuid4(),
+        name=name,
+        role=Role(role).value,
+        prefix=prefix,
+        key_hash=hash_key(key),
+        actor=actor,
+    )
+    return record, key
+
+
+class ApiKeyBackend:
+    """Checks API keys against the store."""
+
+    def __init__(self, store: Store, *, touch_interval: float = TOUCH_INTERVAL) -> None:
+        self.store = store
+        self.touch_interval = touch_interval
+        self._touched: dict[uuid.UUID, float] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_context(cls, context: AuthContext) -> ApiKeyBackend:
+        """The factory registered as ``apikey``."""
+        return cls(context.store)
+
+    def authenticate(self, credentials: Credentials) -> Identity | None:
+        """The key's identity; None for a bearer token that is not a key; AuthenticationFailed
+        for a key that is unknown, wrong or revoked."""
+        header_key = credentials.headers.get("x-api-key")
+        presented = header_key if header_key is not None else credentials.bearer_token()
+        if presented is None:
+            return None
+        match = KEY_PATTERN.match(presented.strip())
+        if match is None:
+            if header_key is not None:
+                raise AuthenticationFailed("the X-API-Key header does not hold an API key")
+            return None
+        prefix = match.group(1)
+        record = self.store.api_key_by_prefix(prefix)
+        expected = record.key_hash if record is not None else _DUMMY_HASH
+        matches = hmac.compare_digest(expected, hash_key(presented.strip()))
+        if record is None or not matches:
+            raise AuthenticationFailed(f"no API key matches (prefix {prefix})")
+        if record.revoked:
+            raise AuthenticationFailed(f"API key {prefix} ({record.name}) is revoked")
+        self._touch(record.id)
+        return Identity(subject=record.name, role=Role(record.role), backend="apikey")
+
+    def _touch(self, key_id: uuid.UUID) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._touched.get(key_id)
+            if last is not None and now - last < self.touch_interval:
+                return
+            self._touched[key_id] = now
+        try:
+            self.store.touch_api_key(key_id, min_interval=self.touch_interval)
+        except TaskrtError as exc:  # last_used_at is informational: never fail a request on it
+            log.warning("could not record the use of API key %s: %s", key_id, exc)
+
+
+@hookimpl
+def register_auth_backends(
+    register: Callable[[str, AuthBackendFactory], None],
+) -> None:
+    """Register the ``apikey`` backend."""
+    register("apikey", ApiKeyBackend.from_context)
+
+
+# --- command line -------------------------------------------------------------------------
+
+
+def _store() -> Store:
+    from taskrt.backends import open_store
+    from taskrt.cli.state import get_state
+
+    return open_store(get_state().settings)
+
+
+@click.group("apikey")
+def apikey_group() -> None:
+    """Create, list and revoke API keys for the HTTP API."""
+
+
+@apikey_group.command("create")
+@click.option(
+    "--name", required=True, help="What the key is for (shown in lists and the audit log)."
+)
+@click.option(
+    "--role",
+    type=click.Choice([r.value for r in Role]),
+    required=True,
+    help="reader: read; producer: also create and cancel tasks; admin: everything.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the key included).")
+def create_command(name: str, role: str, as_json: bool) -> None:
+    """Create a key and print it. It is shown this once: store it now."""
+    from taskrt.cli.output import print_json
+    from taskrt.cli.state import get_state
+
+    store = _store()
+    try:
+        record, key = create_api_key(store, name=name, role=role, actor=get_state().actor())
+    finally:
+        store.dispose()
+    if as_json:
+        print_json({**record.to_dict(), "key": key})
+        return
+    click.echo(key)
+    click.echo(
+        f"created API key {record.id} ({record.name}, role {record.role}, prefix "
+        f"{record.prefix}); it cannot be shown again",
+        err=True,
+    )
+
+
+@apikey_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_command(as_json: bool) -> None:
+    """Every key: name, role, prefix, when it was made and last used, and whether it is revoked."""
+    from taskrt.cli.output import print_json, print_table
+
+    store = _store()
+    try:
+        keys = store.list_api_keys()
+    finally:
+        store.dispose()
+    if as_json:
+        print_json([k.to_dict() for k in keys])
+        return
+    print_table(
+        "API keys",
+        ["id", "name", "role", "prefix", "created", "last used", "revoked"],
+        [
+            (
+                str(k.id),
+                k.name,
+                k.role,
+                k.prefix,
+                k.created_at.isoformat(timespec="seconds"),
+                k.last_used_at.isoformat(timespec="seconds") if k.last_used_at else "",
+                k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "",
+            )
+            for k in keys
+        ],
+    )
+
+
+@apikey_group.command("revoke")
+@click.argument("key_id")
+def revoke_command(key_id: str) -> None:
+    """Revoke key KEY_ID (its id from `taskrt apikey list`); it stops working at once."""
+    from taskrt.cli.state import get_state
+    from taskrt.exceptions import ValidationError
+
+    try:
+        parsed = uuid.UUID(key_id)
+    except ValueError:
+        raise ValidationError(f"{key_id!r} is not an API key id (a UUID)") from None
+    store = _store()
+    try:
+        record = store.revoke_api_key(parsed, actor=get_state().actor())
+    finally:
+        store.dispose()
+    click.echo(f"revoked API key {record.id} ({record.name}, prefix {record.prefix})")
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    """Add ``taskrt apikey``."""
+    cli.add_command(apikey_group)
