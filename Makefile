@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TESTS := tests handlers_example/tests
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint fmt docs docs-check check-wheel all
+.PHONY: help install demo test lint fmt docs docs-check check-wheel all
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -17,6 +17,9 @@ $(PY):
 
 install: $(PY)  ## create .venv and install taskrt, its dev tools and the example handlers (editable)
 	$(PY) -m pip install -e '.[dev]' -e ./handlers_example
+
+demo: install  ## the main command: a batch of example tasks on the embedded SQLite default
+	$(VENV)/bin/taskrt demo
 
 test:  ## run every test (needs PostgreSQL and Redis; see README)
 	$(PY) -m pytest $(TESTS)

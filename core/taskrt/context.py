@@ -43,21 +43,26 @@ class TaskContext:
     timeout: float | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
-    logger: logging.LoggerAdapter = field(init=False, repr=False)  # type: ignore[type-arg]
+    _logger: logging.LoggerAdapter | None = field(default=None, init=False, repr=False)  # type: ignore[type-arg]
 
-    def __post_init__(self) -> None:
-        self.logger = _RunLogger(
-            logging.getLogger(f"taskrt.task.{self.task_name}"),
-            {
-                "task_id": str(self.task_id),
-                "run_id": str(self.run_id),
-                "attempt": self.attempt,
-                "task_type": self.task_name,
-                "queue": self.queue,
-                "worker_id": str(self.worker_id) if self.worker_id else None,
-                "trace_id": self.trace_id,
-            },
-        )
+    @property
+    def logger(self) -> logging.LoggerAdapter:  # type: ignore[type-arg]
+        """A logger whose lines carry this run's ids (task, run, attempt, queue, worker,
+        trace); built on first use, so handlers that never log pay nothing for it."""
+        if self._logger is None:
+            self._logger = _RunLogger(
+                logging.getLogger(f"taskrt.task.{self.task_name}"),
+                {
+                    "task_id": str(self.task_id),
+                    "run_id": str(self.run_id),
+                    "attempt": self.attempt,
+                    "task_type": self.task_name,
+                    "queue": self.queue,
+                    "worker_id": str(self.worker_id) if self.worker_id else None,
+                    "trace_id": self.trace_id,
+                },
+            )
+        return self._logger
 
     @property
     def cancel_requested(self) -> bool:

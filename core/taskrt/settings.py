@@ -207,6 +207,17 @@ class Settings(BaseSettings):
             "dead-lettered with reason `lost`."
         ),
     )
+    worker_prefetch: int | None = Field(
+        default=None,
+        ge=0,
+        le=10_000,
+        description=(
+            "Runs a worker claims ahead of its free slots; they wait, in fetch order, for a "
+            "slot and start the moment one frees, so slots stay busy between fetches. Unset: "
+            "as many as the concurrency. 0 turns prefetching off (then a newly queued "
+            "high-priority task never waits behind prefetched lower-priority ones)."
+        ),
+    )
     fetch_batch: int = Field(
         default=32, ge=1, le=1000, description="Most runs a worker fetches in one call."
     )

@@ -3,7 +3,8 @@
 A key looks like ``trk_<prefix>_<secret>``: ``prefix`` is 8 random hex digits that identify the
 key (shown in listings and the audit log, safe to log), ``secret`` is 32 random bytes from
 :mod:`secrets`. The key is shown once, when it is made; the database keeps only the prefix and
-the SHA-256 of the whole key.
+the SHA-256 of the whole key. Making keys is the core's :mod:`taskrt.apikeys`; this module
+checks them and adds the commands.
 
 Why SHA-256 and not bcrypt or argon2: those slow hashes exist to protect low-entropy secrets
 that people choose, where an attacker holding the hashes can try likely passwords. A key here
@@ -22,8 +23,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
-import secrets
 import threading
 import time
 import uuid
@@ -32,6 +31,7 @@ from collections.abc import Callable
 import click
 
 from taskrt import hookimpl
+from taskrt.apikeys import KEY_PATTERN, create_api_key, hash_key, new_key
 from taskrt.auth import (
     AuthBackendFactory,
     AuthContext,
@@ -41,41 +41,17 @@ from taskrt.auth import (
     Role,
 )
 from taskrt.exceptions import TaskrtError
-from taskrt.store import Actor, ApiKeyRecord, Store
+from taskrt.store import Store
 
 log = logging.getLogger("taskrt.auth.apikey")
 
-KEY_PATTERN = re.compile(r"^trk_([0-9a-f]{8})_([A-Za-z0-9_-]{43})$")
+# Making keys lives in the core (taskrt.apikeys), which `taskrt dev` uses too; the names stay
+# importable from here for code written against this module.
+__all__ = ["KEY_PATTERN", "ApiKeyBackend", "create_api_key", "hash_key", "new_key"]
+
 TOUCH_INTERVAL = 60.0
 """Seconds between two writes of a key's ``last_used_at``."""
 _DUMMY_HASH = hashlib.sha256(b"no key has this hash").hexdigest()
-
-
-def new_key() -> tuple[str, str]:
-    """A fresh key and its prefix."""
-    prefix = secrets.token_hex(4)
-    return f"trk_{prefix}_{secrets.token_urlsafe(32)}", prefix
-
-
-def hash_key(key: str) -> str:
-    """The hex SHA-256 of ``key`` (what the database stores)."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-def create_api_key(
-    store: Store, *, name: str, role: Role | str, actor: Actor | None = None
-) -> tuple[ApiKeyRecord, str]:
-    """Make and store a key; returns its record and the key itself (the only time it exists)."""
-    key, prefix = new_key()
-    record = store.create_api_key(
-        key_id=uuid.uuid4(),
-        name=name,
-        role=Role(role).value,
-        prefix=prefix,
-        key_hash=hash_key(key),
-        actor=actor,
-    )
-    return record, key
 
 
 class ApiKeyBackend:

@@ -34,6 +34,8 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     key = admin_key(service_env)
     for payload in ('{"n": 1}', '"text"', "[1, 2]"):  # so the lists have tasks to show
         run_cli(["enqueue", "example.echo", "--payload", payload], service_env)
+    for cron in ("*/5 * * * *", "30 2 * * *"):  # and the schedule list has schedules
+        run_cli(["schedules", "add", "--cron", cron, "--task", "example.echo"], service_env)
     # generous limits: the run itself must not be throttled into 429s
     server = api_process(rate_limit_admin="100000/second", rate_limit_anonymous="100000/second")
     proc = subprocess.run(

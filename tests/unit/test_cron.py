@@ -114,3 +114,14 @@ def test_nothing_missed_fires_exactly_the_due_slots() -> None:
     plan = plan_fires(SECONDLY, T0, now, policy="skip", grace=5, cap=10)
     assert plan.fire == [T0]
     assert not plan.missed
+
+
+@pytest.mark.parametrize("expression", ["R * * * *", "H/15 * * * *", "0 H * * *"])
+def test_random_and_hashed_fields_are_refused(expression: str) -> None:
+    # each scheduler would compute different slots, and a slot could fire twice
+    with pytest.raises(ValidationError, match="random"):
+        CronSchedule(expression, "UTC")
+
+
+def test_names_of_days_and_months_are_fine() -> None:
+    assert CronSchedule("0 9 * MAR THU", "UTC").upcoming(datetime(2026, 3, 1, tzinfo=UTC), 1)

@@ -20,7 +20,7 @@ from taskrt.queue.keyspace import Keyspace
 from taskrt.runtime import Runtime
 from taskrt.settings import Settings
 from taskrt.worker.main import parse_queues, weighted_order
-from taskrt.worker.slots import Slots
+from taskrt.worker.slots import SlotPool
 from taskrt.worker.threads import HandlerThreads
 
 
@@ -51,14 +51,27 @@ def test_keyspace_shares_one_hash_tag_per_queue() -> None:
         Keyspace("{x}")
 
 
-def test_slots_count_and_wake_the_waiting_fetcher() -> None:
-    slots = Slots(2)
-    slots.take(2)
-    assert slots.wait_free(0.01) == 0
-    threading.Timer(0.05, slots.release).start()
-    assert slots.wait_free(2.0) == 1
-    slots.release()
-    assert slots.wait_idle(0.1)
+def test_slots_start_what_fits_and_buffer_the_rest_in_order() -> None:
+    pool: SlotPool[str] = SlotPool(capacity=2, prefetch=2)
+    assert pool.room() == 4
+    assert pool.offer(["a", "b", "c"]) == ["a", "b"]  # c waits for a slot
+    assert (pool.busy, pool.buffered, pool.room()) == (2, 1, 1)
+    assert pool.done() == "c"  # a's slot goes straight to c
+    assert (pool.busy, pool.buffered) == (2, 0)
+    assert pool.done() is None
+    assert pool.busy == 1
+    assert pool.offer(["d", "e", "f"]) == ["d"]
+    assert pool.take_buffer() == ["e", "f"]
+    assert pool.room() == 2
+
+
+def test_the_fetcher_waits_for_room_and_is_woken_when_a_slot_frees() -> None:
+    pool: SlotPool[int] = SlotPool(capacity=1, prefetch=0)
+    pool.offer([1])
+    assert pool.wait_room(0.01) == 0
+    threading.Timer(0.05, pool.done).start()
+    assert pool.wait_room(2.0) == 1
+    assert pool.wait_idle(0.1)
 
 
 def test_handler_threads_grow_when_a_thread_is_stuck() -> None:

@@ -28,6 +28,7 @@ from taskrt.api.request_ids import RequestIdMiddleware
 from taskrt.api.routes_admin import probes
 from taskrt.api.routes_admin import router as admin_router
 from taskrt.api.routes_queues import router as queues_router
+from taskrt.api.routes_schedules import router as schedules_router
 from taskrt.api.routes_tasks import router as tasks_router
 from taskrt.api.security import AuthChain
 from taskrt.runtime import Runtime
@@ -37,11 +38,11 @@ from taskrt.settings import Settings
 log = logging.getLogger("taskrt.api")
 
 DESCRIPTION = """\
-Create, inspect and cancel tasks, watch queues and workers, replay dead letters and read the
-audit log. Every route under `/api/v1` needs credentials (`Authorization: Bearer <token>` or
-`X-API-Key`) and a role: `reader` may read, `producer` may also create and cancel tasks,
-`admin` may do everything. Errors are `application/problem+json`. Every answer carries
-`X-Request-ID`.
+Create, inspect and cancel tasks, watch queues and workers, replay dead letters, manage cron
+schedules and read the audit log. Every route under `/api/v1` needs credentials
+(`Authorization: Bearer <token>` or `X-API-Key`) and a role: `reader` may read, `producer` may
+also create and cancel tasks, `admin` may do everything. Errors are `application/problem+json`.
+Every answer carries `X-Request-ID`.
 """
 
 
@@ -54,12 +55,17 @@ def _build(max_body_bytes: int, lifespan: Callable[[FastAPI], Any] | None = None
         openapi_tags=[
             {"name": "tasks", "description": "Create, read, list and cancel tasks."},
             {"name": "queues", "description": "Queue sizes, pause and resume, dead letters."},
+            {
+                "name": "schedules",
+                "description": "Cron schedules: create, change, delete, fires, preview.",
+            },
             {"name": "admin", "description": "Workers and the audit log."},
             {"name": "health", "description": "Probes for load balancers and orchestrators."},
         ],
     )
     app.include_router(tasks_router)
     app.include_router(queues_router)
+    app.include_router(schedules_router)
     app.include_router(admin_router)
     app.include_router(probes)
     install_error_handlers(app)

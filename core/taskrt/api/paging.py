@@ -66,3 +66,11 @@ def audit_cursor(cursor: str) -> int:
     if not value.isdigit() or len(value) > 18:
         raise _bad_cursor()
     return int(value)
+
+
+def schedule_cursor(cursor: str) -> uuid.UUID:
+    """The schedule id inside a cursor of a schedule page; 422 if it is not one."""
+    try:
+        return uuid.UUID(decode_cursor("s", cursor) or "")
+    except ValueError:
+        raise _bad_cursor() from None

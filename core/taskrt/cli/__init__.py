@@ -17,6 +17,7 @@ from taskrt.cli.api_cmd import api_command
 from taskrt.cli.config_cmd import config_group
 from taskrt.cli.db_cmd import db_group
 from taskrt.cli.demo_cmd import demo_command
+from taskrt.cli.dev_cmd import dev_command
 from taskrt.cli.plugins_cmd import plugins_command
 from taskrt.cli.queues_cmd import dlq_group, queue_group, queues_command, workers_command
 from taskrt.cli.schedules_cmd import scheduler_command, schedules_group
@@ -76,6 +77,8 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
 
     \b
     Start here:
+      taskrt demo                        run a batch of example tasks, with a summary
+      taskrt dev                         API, scheduler and worker in one process
       taskrt db upgrade                  create or migrate the schema
       taskrt plugins                     what task types are installed
       taskrt enqueue example.echo --payload '{"hi": 1}'
@@ -91,6 +94,7 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
 
 for _command in (
     demo_command,
+    dev_command,
     worker_command,
     api_command,
     enqueue_command,

@@ -25,12 +25,18 @@ from taskrt.cli.state import get_state
     "--lease-ttl", type=click.FloatRange(0.2, min_open=True), help="Seconds a lease lasts."
 )
 @click.option("--shutdown-grace", type=click.FloatRange(0), help="Seconds to drain after SIGTERM.")
+@click.option(
+    "--prefetch",
+    type=click.IntRange(0, 10_000),
+    help="Runs claimed ahead of free slots (default: the concurrency).",
+)
 def worker_command(
     queues: str,
     concurrency: int | None,
     name: str | None,
     lease_ttl: float | None,
     shutdown_grace: float | None,
+    prefetch: int | None,
 ) -> None:
     """Fetch and run tasks until SIGTERM or Ctrl-C (a second one exits at once)."""
     from taskrt.worker import Worker, WorkerOptions, parse_queues
@@ -46,6 +52,7 @@ def worker_command(
         name=name,
         lease_ttl=lease_ttl or settings.lease_ttl,
         shutdown_grace=settings.shutdown_grace if shutdown_grace is None else shutdown_grace,
+        prefetch=settings.worker_prefetch if prefetch is None else prefetch,
     )
     service = state.service
     worker = Worker(state.runtime, service.store, service.backend, options)

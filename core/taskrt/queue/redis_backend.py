@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 
 from taskrt.exceptions import BackendUnavailableError
 from taskrt.ids import parse_uuid, uuid7
@@ -97,16 +98,20 @@ class RedisQueueBackend:
         by_queue: dict[str, list[DispatchEntry]] = defaultdict(list)
         for entry in entries:
             by_queue[entry.queue].append(entry)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.sadd(self.keys.queues, *by_queue)
-        for queue, items in by_queue.items():
-            k = self.keys.queue(queue)
-            for chunk in _chunks(items):
-                args: list[Any] = [k.wake]
-                for e in chunk:
-                    args.extend((str(e.run_id), e.due_ms or 0))
-                self.scripts.dispatch(keys=[k.ready, k.delayed, k.inflight], args=args, client=pipe)
-        pipe.execute()
+
+        def build(pipe: Pipeline) -> None:
+            pipe.sadd(self.keys.queues, *by_queue)
+            for queue, items in by_queue.items():
+                k = self.keys.queue(queue)
+                for chunk in _chunks(items):
+                    args: list[Any] = [k.wake]
+                    for e in chunk:
+                        args.extend((str(e.run_id), e.due_ms or 0))
+                    self.scripts.dispatch(
+                        keys=[k.ready, k.delayed, k.inflight], args=args, client=pipe
+                    )
+
+        self.scripts.run_pipeline(build)
 
     def withdraw(self, entries: Sequence[DispatchEntry]) -> None:
         """Remove cancelled runs from their queues."""
@@ -254,15 +259,17 @@ class RedisQueueBackend:
             if run.run_id in ours:
                 by_queue[run.queue].append(run)
         ttl_ms = int(worker.lease_ttl * 1000)
-        pipe = self.redis.pipeline(transaction=False)
-        for queue, items in by_queue.items():
-            k = self.keys.queue(queue)
-            for chunk in _chunks(items):
-                args: list[Any] = [ttl_ms]
-                for run in chunk:
-                    args.extend((str(run.run_id), lease_value(worker.id, run.lease_token)))
-                self.scripts.renew(keys=[k.inflight, k.leases], args=args, client=pipe)
-        for taken in pipe.execute():
+
+        def build(pipe: Pipeline) -> None:
+            for queue, items in by_queue.items():
+                k = self.keys.queue(queue)
+                for chunk in _chunks(items):
+                    args: list[Any] = [ttl_ms]
+                    for run in chunk:
+                        args.extend((str(run.run_id), lease_value(worker.id, run.lease_token)))
+                    self.scripts.renew(keys=[k.inflight, k.leases], args=args, client=pipe)
+
+        for taken in self.scripts.run_pipeline(build):
             for raw in taken or ():
                 run_id = parse_uuid(_text(raw))
                 if run_id is not None and run_id not in report.lost:
@@ -312,17 +319,21 @@ class RedisQueueBackend:
     def _settle(self, ops: dict[str, list[SettleOp]]) -> None:
         if not ops:
             return
-        pipe = self.redis.pipeline(transaction=False)
-        for queue, groups in ops.items():
-            k = self.keys.queue(queue)
-            for chunk in _chunks(groups):
-                args: list[Any] = [k.wake]
-                for group in chunk:
-                    args.extend(group)
-                self.scripts.settle(
-                    keys=[k.inflight, k.leases, k.ready, k.delayed, k.dlq], args=args, client=pipe
-                )
-        pipe.execute()
+
+        def build(pipe: Pipeline) -> None:
+            for queue, groups in ops.items():
+                k = self.keys.queue(queue)
+                for chunk in _chunks(groups):
+                    args: list[Any] = [k.wake]
+                    for group in chunk:
+                        args.extend(group)
+                    self.scripts.settle(
+                        keys=[k.inflight, k.leases, k.ready, k.delayed, k.dlq],
+                        args=args,
+                        client=pipe,
+                    )
+
+        self.scripts.run_pipeline(build)
 
     # --- operators ------------------------------------------------------------------------
     def pause(self, queue: str) -> None:

@@ -17,6 +17,7 @@ Everything here is pure: ``after`` is passed in, so tests inject any clock.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from taskrt.exceptions import ValidationError
 
 MAX_SCAN = 10_000  # candidates examined before giving up (an expression that never fires)
+_RANDOM_OR_HASHED = re.compile(r"(^|,)[RH](\(|/|,|$)", re.IGNORECASE)
 FOLD_MARGIN = timedelta(hours=3)  # wider than any daylight-saving shift in the tz database
 
 
@@ -41,7 +43,8 @@ def parse_timezone(name: str) -> ZoneInfo:
     """The zone called ``name``; ValidationError naming it if there is no such zone."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    # OSError: a key naming a folder of the tz database ("America") is no zone either
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
         raise ValidationError(
             f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin' or 'UTC'",
             [{"loc": ["timezone"], "msg": f"unknown time zone {name!r}"}],
@@ -62,6 +65,13 @@ class CronSchedule:
                 f"invalid cron expression {self.expression!r}: give 5 fields "
                 "(minute hour day month weekday) or 6 with seconds first",
                 [{"loc": ["cron"], "msg": "expected 5 or 6 fields"}],
+            )
+        if any(_RANDOM_OR_HASHED.search(field) for field in fields):
+            # croniter's random and hashed fields would give each scheduler different slots
+            raise ValidationError(
+                f"invalid cron expression {self.expression!r}: random (R) and hashed (H) "
+                "fields are not supported",
+                [{"loc": ["cron"], "msg": "random and hashed fields are not supported"}],
             )
         if not _croniter().is_valid(self.expression, second_at_beginning=len(fields) == 6):
             raise ValidationError(
@@ -110,14 +120,22 @@ class CronSchedule:
     def _first_after(
         self, start: datetime, after: datetime, zone: ZoneInfo, *, second_pass_only: bool
     ) -> datetime:
-        for local in self._candidates(start):
-            instants = self._instants(local, zone)
-            if second_pass_only:
-                instants = instants[-1:]
-            later = [i for i in instants if i > after]
-            if later:
-                return min(later)
-        raise ValidationError(f"cron expression {self.expression!r} never fires")
+        from croniter import CroniterBadDateError
+
+        try:
+            for local in self._candidates(start):
+                instants = self._instants(local, zone)
+                if second_pass_only:
+                    instants = instants[-1:]
+                later = [i for i in instants if i > after]
+                if later:
+                    return min(later)
+        except CroniterBadDateError:  # croniter found no date at all (`0 0 31 2 *`)
+            pass
+        raise ValidationError(
+            f"cron expression {self.expression!r} never fires (no such date, e.g. 31 February)",
+            [{"loc": ["cron"], "msg": "the expression never fires"}],
+        )
 
     def upcoming(self, after: datetime, count: int) -> list[datetime]:
         """The next ``count`` fire times after ``after``, in UTC."""

@@ -39,6 +39,7 @@ class StoreBase:
         self.engine = engine
         self.dialect = engine.dialect.name
         self.is_postgresql = self.dialect == "postgresql"
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -46,6 +47,37 @@ class StoreBase:
         try:
             with self.engine.begin() as conn:
                 yield conn
+        except sa.exc.OperationalError as exc:
+            raise BackendUnavailableError(f"database error: {exc.orig or exc}") from exc
+
+    @contextmanager
+    def single_statement(self) -> Iterator[Connection]:
+        """A connection for work that is one atomic statement: on PostgreSQL it runs in
+        autocommit mode (no BEGIN and COMMIT round trips); on SQLite in a transaction."""
+        if not self.is_postgresql:
+            with self.transaction() as conn:
+                yield conn
+            return
+        try:
+            with self._autocommit.connect() as conn:
+                yield conn
+        except sa.exc.OperationalError as exc:
+            raise BackendUnavailableError(f"database error: {exc.orig or exc}") from exc
+
+    @contextmanager
+    def raw_statement(self) -> Iterator[Any]:
+        """PostgreSQL only: the pooled psycopg connection itself, in autocommit mode, for the
+        few hot statements that skip SQLAlchemy's per-statement work (psycopg already returns
+        UUIDs, aware datetimes and decoded JSON)."""
+        import psycopg
+
+        try:
+            with self._autocommit.connect() as conn:
+                try:
+                    yield conn.connection.driver_connection
+                except psycopg.OperationalError as exc:
+                    conn.invalidate()
+                    raise BackendUnavailableError(f"database error: {exc}") from exc
         except sa.exc.OperationalError as exc:
             raise BackendUnavailableError(f"database error: {exc.orig or exc}") from exc
 

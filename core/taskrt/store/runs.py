@@ -15,7 +15,7 @@ from taskrt.db.types import UTCDateTime, db_now, db_now_plus
 from taskrt.ids import uuid7
 from taskrt.queue.base import ClaimedRun, DispatchEntry, FinishReport, LostRun, RunFinish
 from taskrt.store.base import OUTBOX, RUNS, TASKS, StoreBase, dumps
-from taskrt.store.claims import claim
+from taskrt.store.claims import CLAIM_BY_IDS_PG, claim, claimed_from_tuple
 from taskrt.store.tasks import dispatch_entry
 
 # One statement updates a whole batch of runs, each row with its own values and its own fence.
@@ -81,6 +81,72 @@ _FINISH_SQLITE = sa.text(
 )
 
 
+_FINISH_ALL_PG_TEMPLATE = """
+WITH v AS MATERIALIZED (
+    SELECT * FROM jsonb_to_recordset(CAST(%(batch)s AS jsonb)) AS v(
+        id uuid, token text, status text, result_json text, error_type text,
+        error_message text, error_traceback text, reason text, delay float8,
+        next_run_id uuid, task_status text, failure_reason text)
+),
+done AS (
+    UPDATE task_runs AS r SET
+        status = v.status,
+        finished_at = statement_timestamp(),
+        result = CAST(v.result_json AS jsonb),
+        error_type = v.error_type,
+        error_message = v.error_message,
+        error_traceback = v.error_traceback,
+        outcome_reason = v.reason,
+        next_retry_at = CASE WHEN v.delay IS NULL THEN NULL
+            ELSE statement_timestamp() + make_interval(secs => v.delay) END,
+        lease_expires_at = NULL
+    FROM v
+    WHERE r.id = v.id AND r.status = 'running' AND r.lease_token = v.token
+    RETURNING r.id, r.task_id, r.attempt, r.queue_name
+),
+task_rows AS (
+    UPDATE tasks AS t SET
+        status = v.task_status,
+        failure_reason = v.failure_reason,
+        finished_at = CASE WHEN v.task_status = 'retrying' THEN NULL
+            ELSE statement_timestamp() END,
+        retry_count = t.retry_count + CASE WHEN v.task_status = 'retrying' THEN 1 ELSE 0 END,
+        updated_at = statement_timestamp()
+    FROM done JOIN v ON v.id = done.id
+    WHERE t.id = done.task_id
+),
+next_runs AS (
+    INSERT INTO task_runs (id, task_id, attempt, status, queue_name, available_at)
+    SELECT v.next_run_id, done.task_id, done.attempt + 1, 'queued', done.queue_name,
+        statement_timestamp() + make_interval(secs => coalesce(v.delay, 0))
+    FROM done JOIN v ON v.id = done.id
+    WHERE v.next_run_id IS NOT NULL
+    RETURNING id, queue_name, available_at
+){outbox}
+SELECT done.id, next_runs.id, next_runs.available_at
+FROM done JOIN v ON v.id = done.id LEFT JOIN next_runs ON next_runs.id = v.next_run_id
+"""
+_FINISH_OUTBOX_CTE = """,
+outbox_rows AS (
+    INSERT INTO outbox (run_id, queue_name, available_at)
+    SELECT id, queue_name, available_at FROM next_runs
+)"""
+# run through psycopg directly (StoreBase.raw_statement): %(name)s placeholders
+_FINISH_ALL_PG = _FINISH_ALL_PG_TEMPLATE.format(outbox="")
+_FINISH_ALL_PG_OUTBOX = _FINISH_ALL_PG_TEMPLATE.format(outbox=_FINISH_OUTBOX_CTE)
+
+
+def task_outcome(finish: RunFinish) -> tuple[str, str | None]:
+    """The task's new status (and failure reason) after ``finish`` is written."""
+    if finish.status == "succeeded":
+        return "completed", None
+    if finish.status == "cancelled":
+        return "cancelled", None
+    if finish.retry_delay is not None:
+        return "retrying", None
+    return "failed", finish.reason or "retries_exhausted"
+
+
 @dataclass(frozen=True, slots=True)
 class RunState:
     """What the store says about a run, for the reaper and the reconciler."""
@@ -111,15 +177,27 @@ class RunStore(StoreBase):
         duplicates, already claimed) are left out of the result."""
         if not run_ids:
             return []
-        with self.transaction() as conn:
-            claimed = claim(
-                conn,
-                [RUNS.c.id.in_(list(run_ids))],
-                is_postgresql=self.is_postgresql,
-                worker_id=worker_id,
-                lease_token=lease_token,
-                lease_ttl=lease_ttl,
-            )
+        if self.is_postgresql:
+            params = {
+                "ids": list(run_ids),
+                "worker_id": worker_id,
+                "lease_token": lease_token,
+                "lease_ttl": float(lease_ttl),
+            }
+            with self.raw_statement() as raw:
+                rows = raw.execute(CLAIM_BY_IDS_PG, params).fetchall()
+            claimed = [claimed_from_tuple(row, lease_token) for row in rows]
+        else:
+            with self.single_statement() as conn:
+                claimed = claim(
+                    conn,
+                    "ids",
+                    {"ids": list(run_ids)},
+                    is_postgresql=False,
+                    worker_id=worker_id,
+                    lease_token=lease_token,
+                    lease_ttl=lease_ttl,
+                )
         order = {run_id: i for i, run_id in enumerate(run_ids)}
         return sorted(claimed, key=lambda run: order[run.run_id])  # the fetch (priority) order
 
@@ -166,12 +244,53 @@ class RunStore(StoreBase):
         report = FinishReport()
         if not finishes:
             return report
+        if self.is_postgresql:
+            return self._finish_runs_pg(finishes, with_outbox)
         with self.transaction() as conn:
             won_ids = self._fenced_finish(conn, finishes)
             for finish in finishes:
                 (report.won if finish.run.run_id in won_ids else report.fenced).append(finish)
             if report.won:
                 report.retries = self._apply_task_outcomes(conn, report.won, with_outbox)
+        return report
+
+    def _finish_runs_pg(self, finishes: Sequence[RunFinish], with_outbox: bool) -> FinishReport:
+        """PostgreSQL: the whole batch (runs, tasks, retries, outbox) in one statement."""
+        batch = []
+        for f in finishes:
+            task_status, failure_reason = task_outcome(f)
+            if f.status == "failed" and f.retry_delay is not None and f.next_run_id is None:
+                f.next_run_id = uuid7()
+            batch.append(
+                {
+                    "id": str(f.run.run_id),
+                    "token": f.run.lease_token,
+                    "status": f.status,
+                    "result_json": dumps(f.result),
+                    "error_type": f.error_type,
+                    "error_message": f.error_message,
+                    "error_traceback": f.error_traceback,
+                    "reason": f.reason,
+                    "delay": f.retry_delay,
+                    "next_run_id": str(f.next_run_id) if task_status == "retrying" else None,
+                    "task_status": task_status,
+                    "failure_reason": failure_reason,
+                }
+            )
+        stmt = _FINISH_ALL_PG_OUTBOX if with_outbox else _FINISH_ALL_PG
+        with self.raw_statement() as raw:
+            rows = raw.execute(stmt, {"batch": dumps(batch)}).fetchall()
+        won = {row[0]: (row[1], row[2]) for row in rows}
+        report = FinishReport()
+        for f in finishes:
+            if f.run.run_id not in won:
+                report.fenced.append(f)
+                continue
+            report.won.append(f)
+            next_id, available_at = won[f.run.run_id]
+            if next_id is not None:
+                immediate = (f.retry_delay or 0.0) <= 0
+                report.retries.append(dispatch_entry(next_id, f.run.queue, available_at, immediate))
         return report
 
     def _fenced_finish(self, conn: Connection, finishes: Sequence[RunFinish]) -> set[uuid.UUID]:

@@ -11,18 +11,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
 from taskrt.db.types import db_now
 from taskrt.queue.base import ClaimedRun, QueueCounts
 from taskrt.store.base import QUEUES, RUNS, TASKS, StoreBase
-from taskrt.store.claims import claim
+from taskrt.store.claims import CLAIM_NEXT_PG, claim, claimed_from_tuple
 from taskrt.store.runs import RunState
-
-
-def _not_paused(queue: str) -> sa.ColumnElement[bool]:
-    return ~sa.exists().where(QUEUES.c.name == queue, QUEUES.c.paused)
 
 
 class SqlQueueStore(StoreBase):
@@ -40,31 +37,34 @@ class SqlQueueStore(StoreBase):
         """Claim up to ``limit`` ready runs, taking from ``queues`` in the order given, in one
         transaction."""
         claimed: list[ClaimedRun] = []
+        # one queue at a time, in priority order: on PostgreSQL one atomic statement per queue
+        # (each claimed run is fenced on its own, so they need no common transaction); SQLite
+        # does them in one transaction
+        if self.is_postgresql:
+            params: dict[str, Any] = {
+                "worker_id": worker_id,
+                "lease_token": lease_token,
+                "lease_ttl": float(lease_ttl),
+            }
+            with self.raw_statement() as raw:
+                for queue in queues:
+                    want = limit - len(claimed)
+                    if want <= 0:
+                        break
+                    rows = raw.execute(CLAIM_NEXT_PG, {**params, "queue": queue, "limit": want})
+                    runs = [claimed_from_tuple(row, lease_token) for row in rows.fetchall()]
+                    claimed.extend(sorted(runs, key=lambda r: (r.available_at, r.run_id)))
+            return claimed
         with self.transaction() as conn:
             for queue in queues:
                 want = limit - len(claimed)
                 if want <= 0:
                     break
-                # a materialized CTE: PostgreSQL runs the locking SELECT exactly once, so the
-                # LIMIT holds (an IN (subquery) may be re-evaluated and over-claim)
-                picked = (
-                    sa.select(RUNS.c.id)
-                    .where(
-                        RUNS.c.queue_name == queue,
-                        RUNS.c.status == "queued",
-                        RUNS.c.available_at <= db_now(),
-                        _not_paused(queue),
-                    )
-                    .order_by(RUNS.c.available_at, RUNS.c.id)
-                    .limit(want)
-                    .with_for_update(skip_locked=True)
-                    .cte("picked")
-                    .prefix_with("MATERIALIZED", dialect="postgresql")
-                )
                 runs = claim(
                     conn,
-                    [RUNS.c.id == picked.c.id],
-                    is_postgresql=self.is_postgresql,
+                    "queue",
+                    {"queue": queue, "limit": want},
+                    is_postgresql=False,
                     worker_id=worker_id,
                     lease_token=lease_token,
                     lease_ttl=lease_ttl,

@@ -1,7 +1,12 @@
 """Running one claimed run: payload, context, handler, timeout, cancellation, outcome.
 
-Everything here runs on the worker's event loop thread. ``async def`` handlers run on that
-loop; ``def`` handlers run on :class:`~taskrt.worker.threads.HandlerThreads` and are awaited.
+``def`` handlers run entirely on a pool thread (:class:`~taskrt.worker.threads.HandlerThreads`):
+the thread builds the context, calls the handler and reports the outcome, so a sync run costs
+no trip through the event loop. ``async def`` handlers run on the worker's event loop. The loop
+also enforces sync handlers' timeouts (a timer per run that has one).
+
+Every run is *settled* exactly once — by its handler finishing, by its timeout, or by being
+handed back at shutdown — and only then frees its slot.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from taskrt.context import TaskContext
 from taskrt.exceptions import NonRetryableError, TaskCancelled, UnknownTaskError
+from taskrt.handlers import TaskType
 from taskrt.outcomes import OutcomeBuilder
 from taskrt.plugins import Observers, Registry
 from taskrt.queue.base import ClaimedRun, RunFinish
@@ -33,25 +39,35 @@ class ActiveRun:
 
     run: ClaimedRun
     ctx: TaskContext | None = None
-    task: asyncio.Task[Any] | None = None
     handler_task: asyncio.Future[Any] | None = None
+    timer: asyncio.TimerHandle | None = None
+    started: bool = False
+    settled: bool = False
     handed_back: bool = False
     lease_lost: bool = False
-    done: bool = False
-    started: float = field(default_factory=time.monotonic)
+    cancel_requested: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def request_cancel(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Ask the handler to stop: set the context flag; cancel an async handler."""
+        """Ask the handler to stop: flag it, set the context's event, cancel an async handler."""
+        self.cancel_requested = True
         if self.ctx is not None:
             self.ctx.request_cancel()
         handler = self.handler_task
-        if handler is not None and isinstance(handler, asyncio.Task):
+        if handler is not None:
             loop.call_soon_threadsafe(handler.cancel)
+
+    def hand_back(self) -> bool:
+        """Mark the run handed back unless it already settled; True if it was marked."""
+        with self.lock:
+            if self.settled or self.handed_back:
+                return False
+            self.handed_back = True
+            return True
 
 
 class RunExecutor:
-    """Executes runs on an event loop and reports each finish to ``on_finish``."""
+    """Starts runs and reports each one's finish to ``on_finish`` and its end to ``on_done``."""
 
     def __init__(
         self,
@@ -60,45 +76,68 @@ class RunExecutor:
         observers: Observers,
         outcomes: OutcomeBuilder,
         threads: HandlerThreads,
+        loop: asyncio.AbstractEventLoop,
         worker_id: Any,
         on_finish: Callable[[ActiveRun, RunFinish], None],
-        on_slot_free: Callable[[], None],
+        on_done: Callable[[ActiveRun], None],
     ) -> None:
         self.registry = registry
         self.observers = observers
         self.outcomes = outcomes
         self.threads = threads
+        self.loop = loop
         self.worker_id = worker_id
         self.on_finish = on_finish
-        self.on_slot_free = on_slot_free
+        self.on_done = on_done
 
-    async def execute(self, active: ActiveRun) -> None:
-        """Run ``active`` to its outcome; always frees its slot exactly once."""
-        run = active.run
-        finish: RunFinish | None = None
-        try:
-            if active.handed_back:
-                # handed back at shutdown before it began: another worker runs it, not us
-                return
-            finish = await self._execute(active)
-        except Exception as exc:  # a bug in taskrt itself: fail the run, keep the worker
-            log.exception("internal error executing run %s", run.run_id)
-            finish = self.outcomes.failed(run, exc, reason="worker_error")
-        finally:
-            with active.lock:
-                if not active.handed_back:
-                    active.done = True
-            self.on_slot_free()
-        if finish is not None and not active.handed_back:
-            self.on_finish(active, finish)
-
-    async def _execute(self, active: ActiveRun) -> RunFinish | None:
+    # --- starting -------------------------------------------------------------------------
+    def start(self, active: ActiveRun) -> None:
+        """Start ``active`` (from any thread; never blocks)."""
+        active.started = True
         run = active.run
         try:
             task_type = self.registry.task_type(run.name)
         except UnknownTaskError as exc:
             log.error("run %s: task type %r is not installed on this worker", run.run_id, run.name)
-            return self.outcomes.failed(run, exc, reason="unknown_task")
+            self.settle(active, self.outcomes.failed(run, exc, reason="unknown_task"))
+            return
+        if task_type.is_async:
+            self.loop.call_soon_threadsafe(self._spawn_async, active, task_type)
+            return
+        if run.timeout is not None:
+            self.loop.call_soon_threadsafe(self._arm_timeout, active, run.timeout)
+        self.threads.submit(self._run_sync, active, task_type)
+
+    def settle(self, active: ActiveRun, finish: RunFinish | None) -> None:
+        """Record the end of ``active`` once: report ``finish`` (unless handed back), free
+        its slot. Later calls (a thread outliving its timeout) do nothing."""
+        with active.lock:
+            if active.settled:
+                return
+            active.settled = True
+            report = finish is not None and not active.handed_back and not active.lease_lost
+        if active.timer is not None:
+            self.loop.call_soon_threadsafe(active.timer.cancel)
+        if report:
+            assert finish is not None
+            self.on_finish(active, finish)
+        elif finish is not None and active.lease_lost:
+            log.warning(
+                "run %s: outcome %r not written: its lease was taken over",
+                active.run.run_id,
+                finish.status,
+            )
+        self.on_done(active)
+
+    # --- shared steps ---------------------------------------------------------------------
+    def _prepare(
+        self, active: ActiveRun, task_type: TaskType[Any]
+    ) -> tuple[Any, TaskContext] | RunFinish | None:
+        run = active.run
+        if active.handed_back or active.lease_lost:
+            return None  # another worker runs it now
+        if active.cancel_requested or run.cancel_requested:
+            return self.outcomes.cancelled(run)
         try:
             payload = task_type.load_payload(run.payload)
         except PydanticValidationError as exc:
@@ -115,13 +154,12 @@ class RunExecutor:
             timeout=run.timeout,
         )
         active.ctx = ctx
-        if run.cancel_requested:
-            ctx.request_cancel()
         if self.observers.has("before_execute"):
             self.observers.notify("before_execute", ctx=ctx, payload=payload)
-        started = time.monotonic()
-        finish = await self._call(active, task_type, payload, ctx)
-        if finish is not None and self.observers.has("after_execute"):
+        return payload, ctx
+
+    def _after(self, ctx: TaskContext, finish: RunFinish, started: float) -> None:
+        if self.observers.has("after_execute"):
             self.observers.notify(
                 "after_execute",
                 ctx=ctx,
@@ -134,56 +172,94 @@ class RunExecutor:
                     reason=finish.reason,
                 ),
             )
+
+    def _failure(self, run: ClaimedRun, ctx: TaskContext, exc: BaseException) -> RunFinish:
+        if isinstance(exc, TaskCancelled) or ctx.cancel_requested:
+            return self.outcomes.cancelled(run)
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            exc = RuntimeError(f"handler raised {type(exc).__name__}")
+        return self.outcomes.failed(run, exc)
+
+    # --- def handlers ---------------------------------------------------------------------
+    def _run_sync(self, active: ActiveRun, task_type: TaskType[Any]) -> None:
+        try:
+            finish = self._call_sync(active, task_type)
+        except Exception as exc:  # a bug in taskrt itself: fail the run, keep the worker
+            log.exception("internal error executing run %s", active.run.run_id)
+            finish = self.outcomes.failed(active.run, exc, reason="worker_error")
+        self.settle(active, finish)
+
+    def _call_sync(self, active: ActiveRun, task_type: TaskType[Any]) -> RunFinish | None:
+        prepared = self._prepare(active, task_type)
+        if not isinstance(prepared, tuple):
+            return prepared
+        payload, ctx = prepared
+        started = time.monotonic()
+        try:
+            finish = self.outcomes.succeeded(active.run, task_type.invoke(payload, ctx))
+        except BaseException as exc:
+            finish = self._failure(active.run, ctx, exc)
+        self._after(ctx, finish, started)
         return finish
 
-    async def _call(
-        self, active: ActiveRun, task_type: Any, payload: Any, ctx: TaskContext
-    ) -> RunFinish | None:
+    def _arm_timeout(self, active: ActiveRun, timeout: float) -> None:
+        if not active.settled:
+            active.timer = self.loop.call_later(timeout, self._sync_timed_out, active)
+
+    def _sync_timed_out(self, active: ActiveRun) -> None:
+        if active.settled:
+            return
         run = active.run
+        log.warning(
+            "run %s timed out after %s s; its thread keeps running until the function returns "
+            "and its result will be discarded",
+            run.run_id,
+            run.timeout,
+        )
+        error = TimeoutError(f"{run.name} exceeded its timeout of {run.timeout} s")
+        active.timer = None
+        self.settle(active, self.outcomes.failed(run, error, reason="timeout"))
+
+    # --- async def handlers ---------------------------------------------------------------
+    def _spawn_async(self, active: ActiveRun, task_type: TaskType[Any]) -> None:
+        self.loop.create_task(self._run_async(active, task_type))
+
+    async def _run_async(self, active: ActiveRun, task_type: TaskType[Any]) -> None:
         try:
-            if task_type.is_async:
-                handler: asyncio.Future[Any] = asyncio.ensure_future(task_type.invoke(payload, ctx))
-            else:
-                handler = asyncio.wrap_future(self.threads.submit(task_type.invoke, payload, ctx))
-            active.handler_task = handler
-            if ctx.cancel_requested and isinstance(handler, asyncio.Task):
-                handler.cancel()
+            finish = await self._call_async(active, task_type)
+        except Exception as exc:  # a bug in taskrt itself: fail the run, keep the worker
+            log.exception("internal error executing run %s", active.run.run_id)
+            finish = self.outcomes.failed(active.run, exc, reason="worker_error")
+        self.settle(active, finish)
+
+    async def _call_async(self, active: ActiveRun, task_type: TaskType[Any]) -> RunFinish | None:
+        prepared = self._prepare(active, task_type)
+        if not isinstance(prepared, tuple):
+            return prepared
+        payload, ctx = prepared
+        run = active.run
+        started = time.monotonic()
+        handler: asyncio.Future[Any] = asyncio.ensure_future(task_type.invoke(payload, ctx))
+        active.handler_task = handler
+        if ctx.cancel_requested:
+            handler.cancel()
+        try:
             if run.timeout is None:
                 result = await handler
-            elif task_type.is_async:
-                result = await asyncio.wait_for(handler, run.timeout)
             else:
-                # shield: a timeout must not try to cancel the thread (it cannot be stopped)
-                result = await asyncio.wait_for(asyncio.shield(handler), run.timeout)
+                result = await asyncio.wait_for(handler, run.timeout)
+            finish = self.outcomes.succeeded(run, result)
         except TimeoutError:
-            if active.handed_back:
-                return None
             error = TimeoutError(f"{run.name} exceeded its timeout of {run.timeout} s")
-            if not task_type.is_async:
-                log.warning(
-                    "run %s timed out; its thread keeps running until the function returns "
-                    "and its result will be discarded",
-                    run.run_id,
-                )
-            return self.outcomes.failed(run, error, reason="timeout")
-        except (asyncio.CancelledError, TaskCancelled) as exc:
-            if active.handed_back:
-                return None
+            finish = self.outcomes.failed(run, error, reason="timeout")
+        except asyncio.CancelledError:
             if ctx.cancel_requested:
-                return self.outcomes.cancelled(run)
-            if isinstance(exc, asyncio.CancelledError):
-                return self.outcomes.failed(
+                finish = self.outcomes.cancelled(run)
+            else:
+                finish = self.outcomes.failed(
                     run, RuntimeError("the handler was cancelled"), reason="error"
                 )
-            return self.outcomes.cancelled(run)
         except BaseException as exc:
-            if active.handed_back:
-                return None
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                exc = RuntimeError(f"handler raised {type(exc).__name__}")
-            if ctx.cancel_requested:
-                return self.outcomes.cancelled(run)
-            return self.outcomes.failed(run, exc)
-        if active.handed_back:
-            return None
-        return self.outcomes.succeeded(run, result)
+            finish = self._failure(run, ctx, exc)
+        self._after(ctx, finish, started)
+        return finish

@@ -87,13 +87,13 @@ class Heartbeat:
             lost = by_id.get(run_id)
             if lost is not None and not lost.lease_lost:
                 lost.lease_lost = True
-                if lost.done:
+                if lost.settled:
                     # its outcome is being written (or just was, which ends the lease): the
                     # finisher reports a rejected outcome itself, so no false alarm here
                     continue
                 log.warning("run %s: lease taken over; its outcome will not be written", run_id)
         for run_id in report.cancel_requested:
             target = by_id.get(run_id)
-            if target is not None and target.ctx is not None and not target.ctx.cancel_requested:
+            if target is not None and not target.cancel_requested:
                 log.info("run %s: cancellation requested", run_id)
                 target.request_cancel(self.loop)

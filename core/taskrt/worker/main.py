@@ -39,7 +39,7 @@ from taskrt.worker.execution import ActiveRun, RunExecutor
 from taskrt.worker.finisher import Finisher
 from taskrt.worker.heartbeat import Heartbeat
 from taskrt.worker.maintenance import Maintenance
-from taskrt.worker.slots import Slots
+from taskrt.worker.slots import SlotPool
 from taskrt.worker.threads import HandlerThreads
 
 log = logging.getLogger("taskrt.worker")
@@ -102,6 +102,8 @@ class WorkerOptions:
     name: str | None = None
     lease_ttl: float = 30.0
     shutdown_grace: float = 30.0
+    prefetch: int | None = None
+    """Claimed runs that may wait for a slot; None: as many as ``concurrency``."""
     maintenance: bool = True
 
 
@@ -127,7 +129,8 @@ class Worker:
             concurrency=options.concurrency,
             version=__version__,
         )
-        self.slots = Slots(options.concurrency)
+        prefetch = options.concurrency if options.prefetch is None else options.prefetch
+        self.slots: SlotPool[ActiveRun] = SlotPool(options.concurrency, prefetch)
         self.threads = HandlerThreads()
         self._held: dict[uuid.UUID, ActiveRun] = {}
         self._held_lock = threading.Lock()
@@ -146,9 +149,10 @@ class Worker:
             observers=runtime.observers,
             outcomes=self.outcomes,
             threads=self.threads,
+            loop=self.loop,
             worker_id=self.id,
             on_finish=self._finished,
-            on_slot_free=self.slots.release,
+            on_done=self._run_done,
         )
         self.heartbeat = Heartbeat(
             backend=backend,
@@ -172,10 +176,15 @@ class Worker:
             return list(self._held.values())
 
     def _finished(self, active: ActiveRun, finish: RunFinish) -> None:
-        with active.lock:
-            if active.handed_back:
-                return
         self.finisher.submit(active, finish)
+
+    def _run_done(self, active: ActiveRun) -> None:
+        if active.handed_back or active.lease_lost:
+            with self._held_lock:
+                self._held.pop(active.run.run_id, None)
+        following = self.slots.done()
+        if following is not None:
+            self.executor.start(following)
 
     def _written(self, actives: list[ActiveRun], report: FinishReport) -> None:
         with self._held_lock:
@@ -226,14 +235,26 @@ class Worker:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
-    def _start_run(self, run: ClaimedRun) -> None:
-        active = ActiveRun(run=run)
+    def _take(self, runs: list[ClaimedRun]) -> None:
+        actives = [ActiveRun(run=run) for run in runs]
         with self._held_lock:
-            self._held[run.run_id] = active
-        self.loop.call_soon_threadsafe(self._spawn, active)
+            for active in actives:
+                self._held[active.run.run_id] = active
+        for active in self.slots.offer(actives):
+            self.executor.start(active)
 
-    def _spawn(self, active: ActiveRun) -> None:
-        active.task = self.loop.create_task(self.executor.execute(active))
+    def _hand_back(self, actives: list[ActiveRun], what: str) -> None:
+        if not actives:
+            return
+        log.warning("handing back %d %s run(s) without spending an attempt", len(actives), what)
+        try:
+            handed = self.backend.hand_back([a.run for a in actives], self.identity)
+            log.info("handed back %d run(s)", handed)
+        except Exception as exc:  # leases expire and the reaper takes over
+            log.error("hand back failed (%s); the runs' leases will expire instead", exc)
+        with self._held_lock:
+            for active in actives:
+                self._held.pop(active.run.run_id, None)
 
     def _queue_order(self) -> list[str]:
         if self.options.weights is None:
@@ -296,13 +317,13 @@ class Worker:
         batch = self.settings.fetch_batch
         backoff = 0.1
         while not self._stopping.is_set():
-            free = self.slots.wait_free(timeout=1.0)
+            room = self.slots.wait_room(timeout=1.0)
             if self._stopping.is_set():
                 break
-            if free <= 0:
+            if room <= 0:
                 continue
             try:
-                runs = self.backend.acquire(self._queue_order(), min(free, batch), self.identity)
+                runs = self.backend.acquire(self._queue_order(), min(room, batch), self.identity)
                 backoff = 0.1
             except Exception as exc:  # Redis or the database is away: back off and retry
                 log.error("fetching failed: %s; retrying in %.1f s", exc, backoff)
@@ -312,35 +333,19 @@ class Worker:
             if not runs:
                 self.backend.wait_for_work(self.options.queues, IDLE_WAIT)
                 continue
-            self.slots.take(len(runs))
-            for run in runs:
-                self._start_run(run)
+            self._take(runs)
 
     def _shutdown(self) -> None:
         self._status = WorkerStatus.DRAINING
         grace_end = time.monotonic() + self.options.shutdown_grace
+        # prefetched runs never started: hand them back at once
+        self._hand_back([a for a in self.slots.take_buffer() if a.hand_back()], "prefetched")
         self.slots.wait_idle(max(grace_end - time.monotonic(), 0.0))
-        unfinished: list[ActiveRun] = []
-        for active in self._held_runs():
-            with active.lock:
-                if not active.done and not active.handed_back:
-                    active.handed_back = True
-                    unfinished.append(active)
-        if unfinished:
-            log.warning(
-                "handing back %d unfinished run(s) without spending an attempt", len(unfinished)
-            )
-            try:
-                handed = self.backend.hand_back([a.run for a in unfinished], self.identity)
-                log.info("handed back %d run(s)", handed)
-            except Exception as exc:  # leases expire and the reaper takes over
-                log.error("hand back failed (%s); the runs' leases will expire instead", exc)
-            with self._held_lock:
-                for active in unfinished:
-                    self._held.pop(active.run.run_id, None)
-            for active in unfinished:
-                if active.handler_task is not None:
-                    self.loop.call_soon_threadsafe(active.handler_task.cancel)
+        unfinished = [a for a in self._held_runs() if a.hand_back()]
+        self._hand_back(unfinished, "unfinished")
+        for active in unfinished:
+            if active.handler_task is not None:
+                self.loop.call_soon_threadsafe(active.handler_task.cancel)
         self.finisher.wait_flushed(10.0)
         self.finisher.stop()
         self.heartbeat.stop()

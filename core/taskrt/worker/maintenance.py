@@ -39,7 +39,8 @@ class Maintenance:
     def stop(self) -> None:
         """Stop the thread."""
         self._stop.set()
-        self._thread.join(10)
+        if self._thread.is_alive():
+            self._thread.join(10)
 
     def _loop(self) -> None:
         next_reconcile = 0.0

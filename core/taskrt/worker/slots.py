@@ -1,16 +1,28 @@
-"""Counting the handler slots a worker has free (``--concurrency``)."""
+"""Slots and the prefetch buffer (``--concurrency`` and ``TASKRT_WORKER_PREFETCH``).
+
+A worker runs at most ``capacity`` runs at once. It may hold up to ``prefetch`` more runs that
+it already claimed and that wait, in fetch order, for a slot: when a run ends, the next buffered
+run starts at once in the same step, without waiting for a fetch. This keeps slots busy while
+the next fetch is on its way, and lets the fetcher claim in batches.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections import deque
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
-class Slots:
-    """A counter of busy slots that the fetcher can wait on."""
+class SlotPool(Generic[T]):
+    """Counts busy slots and holds prefetched items waiting for one."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, prefetch: int = 0) -> None:
         self.capacity = capacity
+        self.prefetch = prefetch
         self._busy = 0
+        self._buffer: deque[T] = deque()
         self._cond = threading.Condition()
 
     @property
@@ -18,23 +30,52 @@ class Slots:
         """Slots in use."""
         return self._busy
 
-    def take(self, count: int = 1) -> None:
-        """Mark ``count`` slots busy (the caller knows they are free)."""
-        with self._cond:
-            self._busy += count
+    @property
+    def buffered(self) -> int:
+        """Items waiting for a slot."""
+        return len(self._buffer)
 
-    def release(self) -> None:
-        """Free one slot."""
+    def room(self) -> int:
+        """How many more items may be taken now (free slots plus free buffer places)."""
+        return self.capacity + self.prefetch - self._busy - len(self._buffer)
+
+    def wait_room(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for room; return how much there is."""
         with self._cond:
+            if self.room() <= 0:
+                self._cond.wait(timeout)
+            return max(self.room(), 0)
+
+    def offer(self, items: list[T]) -> list[T]:
+        """Take ``items`` in order: those that get a slot are returned (start them), the rest
+        wait in the buffer."""
+        start: list[T] = []
+        with self._cond:
+            for item in items:
+                if self._busy < self.capacity:
+                    self._busy += 1
+                    start.append(item)
+                else:
+                    self._buffer.append(item)
+        return start
+
+    def done(self) -> T | None:
+        """A slot's item ended: return the next buffered item to start in that slot, or free
+        the slot and return None."""
+        with self._cond:
+            if self._buffer:
+                return self._buffer.popleft()
             self._busy -= 1
             self._cond.notify_all()
+            return None
 
-    def wait_free(self, timeout: float) -> int:
-        """Wait up to ``timeout`` seconds for a free slot; return how many are free."""
+    def take_buffer(self) -> list[T]:
+        """Remove and return every buffered item (at shutdown)."""
         with self._cond:
-            if self._busy >= self.capacity:
-                self._cond.wait(timeout)
-            return max(self.capacity - self._busy, 0)
+            items = list(self._buffer)
+            self._buffer.clear()
+            self._cond.notify_all()
+            return items
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for every slot to be free; True if they are."""
