@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TESTS := tests handlers_example/tests
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint fmt docs docs-check check-wheel all
+.PHONY: help install demo test lint fmt docs docs-check check-wheel bench bench-smoke all
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,4 +44,10 @@ docs-check:  ## fail if docs/reference is stale
 check-wheel:  ## build the wheel, install it into a fresh venv, import everything
 	PYTHON=$(abspath $(PY)) scripts/check_wheel.sh
 
-all: lint docs-check test check-wheel  ## everything CI checks
+bench:  ## benchmark suite on PostgreSQL and Redis (minutes); JSON in bench/results/
+	$(PY) -m bench
+
+bench-smoke:  ## the benchmark suite at tiny sizes (about a minute; CI runs it)
+	$(PY) -m bench --quick
+
+all: lint docs-check test check-wheel bench-smoke  ## everything CI checks

@@ -1,5 +1,11 @@
 """Drain throughput: N pre-queued no-op tasks, W worker processes with concurrency C.
 
+The workers start first and run a few tasks (so start-up, imports and connection set-up are not
+timed, and their idle RSS can be read); then the queue is paused, filled with ``enqueue_many``
+and ANALYZEd, and resumed: the clock runs from the resume until every task's run is
+``succeeded`` in the store (polled every 50 ms). The worker processes' RSS is sampled at each
+poll.
+
 Run ``python -m bench.drain [--tasks N] [--workers W] [--concurrency C] [--backend B]``.
 """
 
@@ -7,24 +13,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from contextlib import ExitStack
+from typing import Any
 
 import sqlalchemy as sa
 
-from bench.env import BenchTarget, postgres_target, sqlite_target, worker
+from bench.env import (
+    QUEUE,
+    rss_bytes,
+    succeeded_runs,
+    target_for,
+    wait_for_workers,
+    wait_succeeded,
+    worker,
+)
 from taskrt.client import Client
-from taskrt.settings import load_settings
 
-
-def _settings(target: BenchTarget) -> object:
-    return load_settings(
-        database_url=target.database_url,
-        redis_url=target.redis_url,
-        redis_prefix=target.redis_prefix,
-        plugins_modules=["bench.handlers"],
-        log_level="WARNING",
-    )
+WARMUP = 20
+"""Tasks run one at a time before the measurement (then the workers idle)."""
+IDLE_SETTLE = 2.0
+"""Seconds the workers idle before their idle RSS is read."""
+POLL = 0.05
 
 
 def fill(client: Client, tasks: int, batch: int = 1000) -> None:
@@ -40,37 +51,62 @@ def analyze(engine: sa.Engine) -> None:
             conn.execute(sa.text("ANALYZE"))
 
 
-def measure(tasks: int, workers: int, concurrency: int, backend: str) -> dict[str, float]:
-    """Drain ``tasks`` pre-queued no-ops; return tasks per second."""
-    target_cm = (
-        sqlite_target() if backend == "sqlite" else postgres_target(use_redis=backend == "redis")
-    )
-    with target_cm as target, Client(_settings(target)) as client:  # type: ignore[arg-type]
+def _mib(value: float | None) -> float | None:
+    return None if value is None else value / (1024 * 1024)
+
+
+def measure(
+    tasks: int, workers: int, concurrency: int, backend: str, *, timeout: float = 600.0
+) -> dict[str, Any]:
+    """Drain ``tasks`` pre-queued no-ops with ``workers`` processes on ``backend`` (``redis``,
+    ``postgresql`` or ``sqlite``); tasks per second and the workers' RSS."""
+    with target_for(backend) as target, target.client() as client, ExitStack() as stack:
+        service = client.service
+        engine = service.store.engine
+        procs = [
+            stack.enter_context(worker(target, "-c", str(concurrency), settle=0))
+            for _ in range(workers)
+        ]
+        wait_for_workers(client, workers)
+        for _ in range(WARMUP):
+            client.enqueue("bench.noop")
+        if wait_succeeded(engine, WARMUP) < WARMUP:
+            raise RuntimeError(f"the {backend} workers did not run the warm-up tasks")
+        time.sleep(IDLE_SETTLE)
+        idle = [rss_bytes(p.pid) or 0 for p in procs]
+
+        service.pause(QUEUE)
         fill(client, tasks)
-        engine = client.service.store.engine
         analyze(engine)
-        query = sa.text("SELECT count(*) FROM task_runs WHERE status = 'succeeded'")
-        with ExitStack() as stack:
-            started = time.perf_counter()
-            for _ in range(workers):
-                stack.enter_context(worker(target, "-c", str(concurrency), settle=0))
-            first = last = None
-            while True:
-                with engine.connect() as conn:
-                    done = conn.execute(query).scalar_one()
-                now = time.perf_counter()
-                if done and first is None:
-                    first = (now, done)
-                if done >= tasks:
-                    last = now
-                    break
-                if now - started > 600:
-                    raise RuntimeError(f"drain stalled at {done} of {tasks}")
-                time.sleep(0.05)
-        assert first is not None
-        # measured from the first completion, so worker start-up does not count
-        rate = (tasks - first[1]) / max(last - first[0], 1e-9)
-    return {"tasks": tasks, "workers": workers, "concurrency": concurrency, "tasks_per_s": rate}
+        samples: list[list[int]] = [[] for _ in procs]
+        started = time.perf_counter()
+        service.resume(QUEUE)
+        while True:
+            time.sleep(POLL)
+            for proc, series in zip(procs, samples, strict=True):
+                rss = rss_bytes(proc.pid)
+                if rss is not None:
+                    series.append(rss)
+            done = succeeded_runs(engine) - WARMUP
+            elapsed = time.perf_counter() - started
+            if done >= tasks:
+                break
+            if elapsed > timeout:
+                raise RuntimeError(f"{backend} drain stalled at {done} of {tasks} tasks")
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"a {backend} worker died during the drain")
+    loaded = [s for s in samples if s]
+    return {
+        "backend": backend,
+        "tasks": tasks,
+        "workers": workers,
+        "concurrency": concurrency,
+        "seconds": elapsed,
+        "tasks_per_s": tasks / elapsed,
+        "rss_idle_mib": [_mib(v) for v in idle],
+        "rss_load_peak_mib": [_mib(max(s)) for s in loaded],
+        "rss_load_median_mib": [_mib(statistics.median(s)) for s in loaded],
+    }
 
 
 def main() -> None:

@@ -48,6 +48,8 @@ def jsonable_result(value: Any) -> Any:
     Pydantic models and dataclasses are dumped; anything else JSON cannot hold is stored as its
     string (documented in docs/design/decisions.md).
     """
+    if value is None or isinstance(value, str | bool | int):
+        return value
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if is_dataclass(value) and not isinstance(value, type):

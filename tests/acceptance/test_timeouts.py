@@ -35,12 +35,15 @@ def _assert_timed_out(run: Any, reason: str) -> None:
 
 
 def _assert_one_at_a_time(runs: list[tuple[Any, float]]) -> None:
-    """``(run, seconds its handler held the slot at least)``: on a one-slot worker each run is
-    claimed only after the one before it gave its slot back. (``finished_at`` is no measure:
-    outcomes are written after the slot is freed.)"""
+    """``(run, seconds its handler held the slot at least)``: on a one-slot worker each run
+    starts only after the one before it gave its slot back. (``finished_at`` is no measure:
+    outcomes are written after the slot is freed.) ``started_at`` is the claim time by the
+    database clock plus the wait in the worker's prefetch buffer by the worker's clock, and
+    asyncio may wake a sleep up to a millisecond early, so a few milliseconds of slack."""
+    slack = timedelta(milliseconds=5)
     spans = sorted((run.started_at, timedelta(seconds=held)) for run, held in runs)
     for (start, held), (next_start, _) in itertools.pairwise(spans):
-        assert next_start - start >= held, f"two runs held the one slot at once: {spans}"
+        assert next_start - start >= held - slack, f"two runs held the one slot at once: {spans}"
 
 
 def test_async_handler_is_cancelled_at_its_timeout_and_retried(
@@ -108,5 +111,5 @@ def test_sync_handler_that_ignores_its_timeout_is_failed_and_its_slot_freed(
     _assert_one_at_a_time(
         [(first, 0.5), (second, 0.5), (echo_run, 0), *((db.runs(f.id)[0], 0.1) for f in followers)]
     )
-    assert "timed out; its thread keeps running" in worker.log()
+    assert "its thread keeps running until the function returns" in worker.log()
     assert worker.stop() == 0

@@ -68,6 +68,9 @@ class RunFinish:
     reason: str | None = None
     retry_delay: float | None = None
     next_run_id: uuid.UUID | None = None
+    start_delay: float = 0.0
+    """Seconds the run waited in the worker's prefetch buffer between its claim (the recorded
+    ``started_at``) and its handler starting; the store adds it to ``started_at``."""
 
     @property
     def dead_letters(self) -> bool:

@@ -40,13 +40,17 @@ def reconcile_all(backend: RedisQueueBackend, report: MaintenanceReport) -> None
 def reconcile_queue(
     backend: RedisQueueBackend, queue: str, *, paused: bool, report: MaintenanceReport
 ) -> None:
-    """Make Redis's view of ``queue`` match the store's."""
+    """Make Redis's view of ``queue`` match the store's.
+
+    Counts come first and are cheap (one pipeline, one query); the full passes, which read
+    every entry of a list, run only when the counts show something is missing or stale.
+    """
     store, client, k = backend.store, backend.redis, backend.keys.queue(queue)
     pipe = client.pipeline(transaction=True)
-    pipe.lrange(k.ready, 0, -1)
-    pipe.zrange(k.delayed, 0, -1)
-    pipe.zrange(k.inflight, 0, -1)
-    pipe.lrange(k.dlq, 0, -1)
+    pipe.llen(k.ready)
+    pipe.zcard(k.delayed)
+    pipe.zcard(k.inflight)
+    pipe.llen(k.dlq)
     pipe.exists(k.paused)
     pipe.time()
     ready, delayed, inflight, dlq, is_paused, (seconds, micros) = pipe.execute()
@@ -58,8 +62,34 @@ def reconcile_queue(
             backend.resume(queue)
     snapshot = datetime.fromtimestamp(int(seconds) + int(micros) / 1e6, UTC)
     settled_before = snapshot - timedelta(seconds=backend.settings.outbox_grace + 1.0)
+    counts = store.reconcile_counts(queue, settled_before)
+    # runs a worker fetched but has not claimed yet are still queued in the store; they are
+    # few (bounded by the workers' slots), so look them up rather than miscount
+    fetched_unclaimed = 0
+    if inflight:
+        members: list[bytes] = client.zrange(k.inflight, 0, -1)  # type: ignore[assignment]
+        leased = [rid for x in members if (rid := parse_uuid(_text(x)))]
+        fetched_unclaimed = sum(
+            1 for state in store.run_states(leased).values() if state.status == "queued"
+        )
+    if counts.queued_settled > ready + delayed + fetched_unclaimed:
+        _restore_missing(backend, queue, settled_before, report)
+    if ready + delayed > counts.queued:
+        _remove_stale(backend, queue, report)
+    if counts.failed_settled > dlq or dlq > counts.failed:
+        _rebuild_dead_letters(backend, queue, settled_before, report)
 
-    present = {_text(x) for x in (*ready, *delayed, *inflight)}
+
+def _restore_missing(
+    backend: RedisQueueBackend, queue: str, settled_before: datetime, report: MaintenanceReport
+) -> None:
+    """Dispatch queued runs (older than ``settled_before``) that Redis does not hold."""
+    store, client, k = backend.store, backend.redis, backend.keys.queue(queue)
+    pipe = client.pipeline(transaction=True)
+    pipe.lrange(k.ready, 0, -1)
+    pipe.zrange(k.delayed, 0, -1)
+    pipe.zrange(k.inflight, 0, -1)
+    present = {_text(x) for part in pipe.execute() for x in part}
     missing: list[DispatchEntry] = []
     after = None
     while True:
@@ -81,6 +111,14 @@ def reconcile_queue(
         backend.dispatch(missing)
         report.reconciled_missing += len(missing)
 
+
+def _remove_stale(backend: RedisQueueBackend, queue: str, report: MaintenanceReport) -> None:
+    """Remove ready and delayed entries of unknown or no-longer-queued runs (and garbage)."""
+    store, client, k = backend.store, backend.redis, backend.keys.queue(queue)
+    pipe = client.pipeline(transaction=True)
+    pipe.lrange(k.ready, 0, -1)
+    pipe.zrange(k.delayed, 0, -1)
+    ready, delayed = pipe.execute()
     # entries stay raw bytes: garbage that is not UTF-8 is removed by exactly its own value
     listed: list[bytes] = [*ready, *delayed]
     stale: list[bytes] = []
@@ -93,21 +131,30 @@ def reconcile_queue(
             state = states.get(rid) if rid is not None else None
             if state is None or state.status != "queued":
                 stale.append(entry)
-    if stale:
-        pipe = client.pipeline(transaction=False)
-        for entry in stale:
-            pipe.lrem(k.ready, 0, entry)  # type: ignore[arg-type]  # redis-py sends bytes as is
-            pipe.zrem(k.delayed, entry)
-        pipe.execute()
+    if not stale:
+        return
+    pipe = client.pipeline(transaction=False)
+    for entry in stale:
+        pipe.lrem(k.ready, 0, entry)  # type: ignore[arg-type]  # redis-py sends bytes as is
+        pipe.zrem(k.delayed, entry)
+    replies = pipe.execute()
+    removed = [entry for i, entry in enumerate(stale) if replies[2 * i] or replies[2 * i + 1]]
+    if removed:  # entries fetched meanwhile were already gone: only report real removals
         log.warning(
             "queue %r: removed %d entries of unknown or finished runs: %s",
             queue,
-            len(stale),
-            ", ".join(repr(e[:80]) for e in stale[:20]) + (" ..." if len(stale) > 20 else ""),
+            len(removed),
+            ", ".join(repr(e[:80]) for e in removed[:20]) + (" ..." if len(removed) > 20 else ""),
         )
-        report.reconciled_stale += len(stale)
+        report.reconciled_stale += len(removed)
 
-    in_list = {_text(x) for x in dlq}
+
+def _rebuild_dead_letters(
+    backend: RedisQueueBackend, queue: str, settled_before: datetime, report: MaintenanceReport
+) -> None:
+    """Make the dead-letter list hold exactly the queue's failed tasks."""
+    store, client, k = backend.store, backend.redis, backend.keys.queue(queue)
+    in_list = {_text(x) for x in client.lrange(k.dlq, 0, -1)}
     failed: set[str] = set()
     after = None
     while True:

@@ -31,31 +31,12 @@ _FINISH_COLUMNS = (
     "delay",
 )
 
-_FINISH_PG = sa.text(
-    """
-    UPDATE task_runs AS r SET
-        status = v.status,
-        finished_at = statement_timestamp(),
-        result = CAST(v.result_json AS jsonb),
-        error_type = v.error_type,
-        error_message = v.error_message,
-        error_traceback = v.error_traceback,
-        outcome_reason = v.reason,
-        next_retry_at = CASE WHEN v.delay IS NULL THEN NULL
-            ELSE statement_timestamp() + make_interval(secs => v.delay) END,
-        lease_expires_at = NULL
-    FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS v(
-        id uuid, token text, status text, result_json text, error_type text,
-        error_message text, error_traceback text, reason text, delay float8)
-    WHERE r.id = v.id AND r.status = 'running' AND r.lease_token = v.token
-    RETURNING r.id
-    """
-)
-
 _FINISH_SQLITE = sa.text(
     """
     UPDATE task_runs SET
         status = v.status,
+        started_at = strftime('%Y-%m-%d %H:%M:%f000', task_runs.started_at,
+            printf('%+.3f seconds', coalesce(v.start_delay, 0))),
         finished_at = strftime('%Y-%m-%d %H:%M:%f000', 'now'),
         result = v.result_json,
         error_type = v.error_type,
@@ -72,7 +53,8 @@ _FINISH_SQLITE = sa.text(
                json_extract(value, '$.error_type') AS error_type,
                json_extract(value, '$.error_message') AS error_message,
                json_extract(value, '$.error_traceback') AS error_traceback,
-               json_extract(value, '$.reason') AS reason, json_extract(value, '$.delay') AS delay
+               json_extract(value, '$.reason') AS reason, json_extract(value, '$.delay') AS delay,
+               json_extract(value, '$.start_delay') AS start_delay
         FROM json_each(:batch)
     ) AS v
     WHERE task_runs.id = v.id AND task_runs.status = 'running' AND task_runs.lease_token = v.token
@@ -86,11 +68,12 @@ WITH v AS MATERIALIZED (
     SELECT * FROM jsonb_to_recordset(CAST(%(batch)s AS jsonb)) AS v(
         id uuid, token text, status text, result_json text, error_type text,
         error_message text, error_traceback text, reason text, delay float8,
-        next_run_id uuid, task_status text, failure_reason text)
+        next_run_id uuid, task_status text, failure_reason text, start_delay float8)
 ),
 done AS (
     UPDATE task_runs AS r SET
         status = v.status,
+        started_at = r.started_at + make_interval(secs => coalesce(v.start_delay, 0)),
         finished_at = statement_timestamp(),
         result = CAST(v.result_json AS jsonb),
         error_type = v.error_type,
@@ -145,6 +128,16 @@ def task_outcome(finish: RunFinish) -> tuple[str, str | None]:
     if finish.retry_delay is not None:
         return "retrying", None
     return "failed", finish.reason or "retries_exhausted"
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileCounts:
+    """What the reconciler compares with Redis's counts for one queue."""
+
+    queued: int
+    queued_settled: int
+    failed: int
+    failed_settled: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +268,7 @@ class RunStore(StoreBase):
                     "next_run_id": str(f.next_run_id) if task_status == "retrying" else None,
                     "task_status": task_status,
                     "failure_reason": failure_reason,
+                    "start_delay": f.start_delay,
                 }
             )
         stmt = _FINISH_ALL_PG_OUTBOX if with_outbox else _FINISH_ALL_PG
@@ -294,6 +288,7 @@ class RunStore(StoreBase):
         return report
 
     def _fenced_finish(self, conn: Connection, finishes: Sequence[RunFinish]) -> set[uuid.UUID]:
+        """SQLite: the fenced UPDATE of a batch of runs; returns the ids that won."""
         batch = [
             {
                 "id": self.uuid_text(f.run.run_id),
@@ -305,11 +300,11 @@ class RunStore(StoreBase):
                 "error_traceback": f.error_traceback,
                 "reason": f.reason,
                 "delay": f.retry_delay,
+                "start_delay": f.start_delay,
             }
             for f in finishes
         ]
-        stmt = _FINISH_PG if self.is_postgresql else _FINISH_SQLITE
-        rows = conn.execute(stmt, {"batch": dumps(batch)}).all()
+        rows = conn.execute(_FINISH_SQLITE, {"batch": dumps(batch)}).all()
         return {row[0] if isinstance(row[0], uuid.UUID) else uuid.UUID(row[0]) for row in rows}
 
     def _apply_task_outcomes(
@@ -568,6 +563,24 @@ class RunStore(StoreBase):
             stmt = stmt.where(RUNS.c.id > after)
         with self.connection() as conn:
             return [(row[0], row[1]) for row in conn.execute(stmt)]
+
+    def reconcile_counts(self, queue: str, settled_before: datetime) -> ReconcileCounts:
+        """Queued and failed counts of ``queue``, in total and older than ``settled_before``."""
+        before = sa.bindparam("before", settled_before, type_=UTCDateTime())
+        with self.connection() as conn:
+            queued, queued_settled = conn.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.count().filter(RUNS.c.enqueued_at < before),
+                ).where(RUNS.c.queue_name == queue, RUNS.c.status == "queued")
+            ).one()
+            failed, failed_settled = conn.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.count().filter(TASKS.c.finished_at < before),
+                ).where(TASKS.c.queue_name == queue, TASKS.c.status == "failed")
+            ).one()
+        return ReconcileCounts(int(queued), int(queued_settled), int(failed), int(failed_settled))
 
     def queued_queue_names(self) -> list[str]:
         """Queues that have queued or running runs in the store."""

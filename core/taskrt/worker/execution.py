@@ -42,6 +42,8 @@ class ActiveRun:
     handler_task: asyncio.Future[Any] | None = None
     timer: asyncio.TimerHandle | None = None
     started: bool = False
+    fetched_monotonic: float = field(default_factory=time.monotonic)
+    started_monotonic: float | None = None
     settled: bool = False
     handed_back: bool = False
     lease_lost: bool = False
@@ -106,7 +108,7 @@ class RunExecutor:
             return
         if run.timeout is not None:
             self.loop.call_soon_threadsafe(self._arm_timeout, active, run.timeout)
-        self.threads.submit(self._run_sync, active, task_type)
+        self.threads.run(self._run_sync, active, task_type)
 
     def settle(self, active: ActiveRun, finish: RunFinish | None) -> None:
         """Record the end of ``active`` once: report ``finish`` (unless handed back), free
@@ -115,18 +117,16 @@ class RunExecutor:
             if active.settled:
                 return
             active.settled = True
-            report = finish is not None and not active.handed_back and not active.lease_lost
+            report = finish is not None and not active.handed_back
         if active.timer is not None:
             self.loop.call_soon_threadsafe(active.timer.cancel)
         if report:
+            # even when the heartbeat saw the lease taken over, the outcome goes to the
+            # store: its fenced UPDATE is what decides, and rejects it
             assert finish is not None
+            if active.started_monotonic is not None:
+                finish.start_delay = active.started_monotonic - active.fetched_monotonic
             self.on_finish(active, finish)
-        elif finish is not None and active.lease_lost:
-            log.warning(
-                "run %s: outcome %r not written: its lease was taken over",
-                active.run.run_id,
-                finish.status,
-            )
         self.on_done(active)
 
     # --- shared steps ---------------------------------------------------------------------
@@ -154,6 +154,7 @@ class RunExecutor:
             timeout=run.timeout,
         )
         active.ctx = ctx
+        active.started_monotonic = time.monotonic()
         if self.observers.has("before_execute"):
             self.observers.notify("before_execute", ctx=ctx, payload=payload)
         return payload, ctx

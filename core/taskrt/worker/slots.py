@@ -24,6 +24,9 @@ class SlotPool(Generic[T]):
         self._busy = 0
         self._buffer: deque[T] = deque()
         self._cond = threading.Condition()
+        # wake a waiting fetcher only once a batch worth of room opened (or the worker ran
+        # dry), not on every finished run: a busy worker fetches in batches
+        self._wake_at = max(1, (capacity + prefetch) // 2)
 
     @property
     def busy(self) -> int:
@@ -40,9 +43,10 @@ class SlotPool(Generic[T]):
         return self.capacity + self.prefetch - self._busy - len(self._buffer)
 
     def wait_room(self, timeout: float) -> int:
-        """Wait up to ``timeout`` seconds for room; return how much there is."""
+        """Wait up to ``timeout`` seconds for room; return how much there is. While slots are
+        busy and runs are buffered, waits for a batch worth of room rather than any."""
         with self._cond:
-            if self.room() <= 0:
+            if self.room() <= 0 or (self._buffer and self.room() < self._wake_at):
                 self._cond.wait(timeout)
             return max(self.room(), 0)
 
@@ -64,9 +68,13 @@ class SlotPool(Generic[T]):
         the slot and return None."""
         with self._cond:
             if self._buffer:
-                return self._buffer.popleft()
+                following = self._buffer.popleft()
+                if len(self._buffer) == self.prefetch // 2:
+                    self._cond.notify_all()  # the buffer runs low: time to fetch more
+                return following
             self._busy -= 1
-            self._cond.notify_all()
+            if self.room() >= self._wake_at or self._busy == 0:
+                self._cond.notify_all()
             return None
 
     def take_buffer(self) -> list[T]:

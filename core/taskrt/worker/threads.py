@@ -5,6 +5,10 @@ times out, its run is failed and its slot freed at once, but Python cannot stop 
 that thread keeps running in the background until the function returns (its result is then
 discarded). The pool simply starts another thread for the next task. Threads idle for a
 minute exit. All of them are daemon threads, so a stuck handler never blocks the exit.
+
+Work is handed over as plain (function, arguments) pairs, with no Future per call: the hot
+path of a busy worker is one queue put and one get, and a thread that finds more work waiting
+takes it without sleeping.
 """
 
 from __future__ import annotations
@@ -13,25 +17,25 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
 log = logging.getLogger("taskrt.worker")
 
 IDLE_EXIT_SECONDS = 60.0
 
+_Work = tuple[Callable[..., Any], tuple[Any, ...]] | None
+
 
 class HandlerThreads:
-    """An elastic thread pool usable as an asyncio executor."""
+    """An elastic pool of daemon threads running (function, args) calls."""
 
     def __init__(self, name: str = "taskrt-handler") -> None:
         self._name = name
-        self._work: queue.SimpleQueue[
-            tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None
-        ] = queue.SimpleQueue()
+        self._work: queue.SimpleQueue[_Work] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0
         self._threads = 0
+        self._started = 0
         self._shutdown = False
 
     @property
@@ -39,11 +43,8 @@ class HandlerThreads:
         """Threads alive now (busy, idle or abandoned)."""
         return self._threads
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        """Run ``fn(*args, **kwargs)`` on a pool thread."""
-        if kwargs:
-            raise TypeError("HandlerThreads.submit takes positional arguments only")
-        future: Future[Any] = Future()
+    def run(self, fn: Callable[..., Any], /, *args: Any) -> None:
+        """Call ``fn(*args)`` on a pool thread; exceptions are logged (callers catch their own)."""
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("the handler pool is shut down")
@@ -51,11 +52,11 @@ class HandlerThreads:
                 self._idle -= 1
             else:
                 self._threads += 1
+                self._started += 1
                 threading.Thread(
-                    target=self._loop, name=f"{self._name}-{self._threads}", daemon=True
+                    target=self._loop, name=f"{self._name}-{self._started}", daemon=True
                 ).start()
-        self._work.put((future, fn, args))
-        return future
+        self._work.put((fn, args))
 
     def _loop(self) -> None:
         while True:
@@ -72,16 +73,15 @@ class HandlerThreads:
                 with self._lock:
                     self._threads -= 1
                 return
-            future, fn, args = item
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn(*args))
-                except BaseException as exc:  # delivered to the awaiting coroutine
-                    future.set_exception(exc)
+            fn, args = item
+            try:
+                fn(*args)
+            except BaseException:  # the pool must outlive any call
+                log.exception("a handler-pool call raised")
             with self._lock:
                 self._idle += 1
 
-    def shutdown(self, wait: bool = False, *, cancel_futures: bool = False) -> None:
+    def shutdown(self) -> None:
         """Stop idle threads; busy ones finish (or are abandoned, being daemons)."""
         with self._lock:
             self._shutdown = True

@@ -1,0 +1,240 @@
+"""Figures with their targets (issue 9), the printed table and the JSON document."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "<": operator.lt,
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A figure must be ``op`` ``value`` (``>= 4000``)."""
+
+    op: str
+    value: float
+
+    def met(self, measured: float) -> bool:
+        """Whether ``measured`` meets the target."""
+        return OPS[self.op](measured, self.value)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One row of the table."""
+
+    id: str
+    label: str
+    unit: str
+    value: float | None
+    target: Target | None = None
+    note: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        """True or False against the target; None without a target or a value."""
+        if self.target is None or self.value is None:
+            return None
+        return self.target.met(self.value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "id": self.id,
+            "label": self.label,
+            "unit": self.unit,
+            "value": self.value,
+            "target": f"{self.target.op} {self.target.value:g}" if self.target else None,
+            "met": self.met,
+            "note": self.note,
+        }
+
+
+# Physical limits, with issue 9's reference machine in the label (no targets).
+CALIBRATION = [
+    ("redis_ping_us", "Limit: Redis PING round trip (ref. ~150)", "us"),
+    ("pg_select1_us", "Limit: PostgreSQL SELECT 1 round trip", "us"),
+    ("pg_commits_per_s", "Limit: PostgreSQL 1-row commits (ref. ~2,700)", "rows/s"),
+    ("pg_copy_rows_per_s", "Limit: PostgreSQL COPY (ref. ~350,000)", "rows/s"),
+]
+# Targets of issue 9 ("Targets"): Redis backend unless the figure says otherwise.
+ENQUEUE = [
+    ("client_single", "Enqueue, client, one at a time", "tasks/s", Target(">=", 2000)),
+    ("client_threads", "Enqueue, client, 8 threads", "tasks/s", Target(">=", 5000)),
+    ("client_many", "Enqueue, client enqueue_many (1,000/call)", "tasks/s", Target(">=", 50_000)),
+    ("http_single_1", "Enqueue, HTTP single, 1 connection", "req/s", None),
+    ("http_single_8", "Enqueue, HTTP single, 8 connections", "req/s", Target(">=", 1500)),
+    ("http_batch_1", "Enqueue, HTTP batch (1,000/req), 1 conn.", "tasks/s", None),
+    ("http_batch_2", "Enqueue, HTTP batch (1,000/req), 2 conn.", "tasks/s", Target(">=", 20_000)),
+]
+DRAIN_TARGETS = {
+    ("redis", 1): Target(">=", 4000),
+    ("redis", 2): Target(">=", 6000),
+    ("postgresql", 1): Target(">=", 1500),
+    ("sqlite", 1): Target(">=", 500),
+}
+BACKEND_NAMES = {"redis": "Redis", "postgresql": "SQL on PostgreSQL", "sqlite": "SQLite"}
+PICKUP_TARGETS = {"redis": (Target("<", 1.5), Target("<", 5.0))}
+RSS_IDLE_TARGET = Target("<=", 80)
+FETCH_RATIO_TARGET = Target("<=", 1.10)
+MEMORY_TARGET = Target("<=", 200)
+
+
+def _get(data: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def figures(results: dict[str, Any]) -> list[Figure]:
+    """Every figure the results hold, in table order."""
+    rows: list[Figure] = []
+    for key, label, unit in CALIBRATION:
+        value = _get(results, "calibrate", key)
+        if value is not None or "calibrate" in results:
+            rows.append(Figure(f"calibrate.{key}", label, unit, value))
+    enqueue = results.get("enqueue")
+    if enqueue is not None:
+        for key, label, unit, target in ENQUEUE:
+            rows.append(Figure(f"enqueue.{key}", label, unit, _get(enqueue, key, "per_s"), target))
+    for item in results.get("drain", []):
+        backend, workers = item["backend"], item["workers"]
+        rows.append(
+            Figure(
+                f"drain.{backend}.{workers}",
+                f"Drain, {BACKEND_NAMES[backend]}, {workers} process{'es' if workers > 1 else ''}"
+                f" x {item['concurrency']}",
+                "tasks/s",
+                item.get("tasks_per_s"),
+                DRAIN_TARGETS.get((backend, workers)),
+            )
+        )
+    for item in results.get("pickup", []):
+        backend = item["backend"]
+        p50_target, p99_target = PICKUP_TARGETS.get(backend, (None, None))
+        rate = f"{item['rate_per_s']:g}/s"
+        name = BACKEND_NAMES[backend]
+        rows.append(
+            Figure(
+                f"pickup.{backend}.p50",
+                f"Pickup latency p50, {name}, {rate}",
+                "ms",
+                item.get("p50_ms"),
+                p50_target,
+            )
+        )
+        rows.append(
+            Figure(
+                f"pickup.{backend}.p99",
+                f"Pickup latency p99, {name}, {rate}",
+                "ms",
+                item.get("p99_ms"),
+                p99_target,
+            )
+        )
+    rss = results.get("rss")
+    if rss is not None:
+        rows.append(
+            Figure(
+                "rss.idle",
+                "Worker RSS idle (-c 8, after a few tasks)",
+                "MiB",
+                rss.get("idle_mib"),
+                RSS_IDLE_TARGET,
+            )
+        )
+        rows.append(
+            Figure("rss.load", "Worker RSS under load (peak in drain)", "MiB", rss.get("load_mib"))
+        )
+    depth = results.get("depth")
+    if depth is not None and "depths" in depth:
+        small, large = depth["small"], depth["large"]
+        for size in (small, large):
+            rows.append(
+                Figure(
+                    f"depth.fetch.{size}",
+                    f"Fetch script p50 at {size:,} queued",
+                    "us",
+                    _get(depth, "depths", str(size), "fetch", "p50_us"),
+                )
+            )
+        rows.append(
+            Figure(
+                "depth.fetch.ratio",
+                f"Fetch p50, {large:,} / {small:,} queued",
+                "ratio",
+                depth.get("fetch_p50_ratio"),
+                FETCH_RATIO_TARGET,
+            )
+        )
+        for size in (small, large):
+            rows.append(
+                Figure(
+                    f"depth.memory.{size}",
+                    f"Redis memory per queued task, {size:,}",
+                    "bytes",
+                    _get(depth, "depths", str(size), "bytes_per_task"),
+                    MEMORY_TARGET,
+                )
+            )
+        for backend, by_depth in (depth.get("acquire") or {}).items():
+            for size, stats in by_depth.items():
+                rows.append(
+                    Figure(
+                        f"depth.acquire.{backend}.{size}",
+                        f"acquire(1) p50, {BACKEND_NAMES[backend]}, {int(size):,} queued",
+                        "us",
+                        stats.get("p50_us"),
+                    )
+                )
+    return rows
+
+
+def _number(value: float | None, unit: str) -> str:
+    if value is None:
+        return "error"
+    if unit in ("tasks/s", "req/s", "rows/s", "us"):
+        return f"{value:,.0f}"
+    if unit == "ratio":
+        return f"{value:.3f}"
+    if unit in ("MiB", "bytes"):
+        return f"{value:,.1f}"
+    return f"{value:,.2f}"
+
+
+def table(rows: list[Figure]) -> str:
+    """The figures as a plain-text table."""
+    header = ("Figure", "Value", "Unit", "Target", "")
+    lines = [
+        (
+            f.label,
+            _number(f.value, f.unit),
+            f.unit,
+            f"{f.target.op} {f.target.value:,g}" if f.target else "",
+            {True: "met", False: "MISSED", None: ""}[f.met],
+        )
+        for f in rows
+    ]
+    widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
+
+    def fmt(row: tuple[str, ...]) -> str:
+        cells = [
+            row[0].ljust(widths[0]),
+            row[1].rjust(widths[1]),
+            row[2].ljust(widths[2]),
+            row[3].ljust(widths[3]),
+            row[4],
+        ]
+        return "  ".join(cells).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt(header), rule, *(fmt(row) for row in lines)])
