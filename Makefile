@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TESTS := tests handlers_example/tests
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint fmt docs docs-check check-wheel bench bench-smoke all
+.PHONY: help install demo test lint promtool fmt docs docs-check check-wheel bench bench-smoke all
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,6 +31,18 @@ lint:  ## ruff (lint and format check) and mypy; runs all three, fails if any fa
 	echo "$(PY) -m mypy"; $(PY) -m mypy || status=1; \
 	exit $$status
 
+lint-deploy:  ## hadolint on the Dockerfile and `docker compose config` on docker-compose.yml
+	@status=0; \
+	echo "$(VENV)/bin/hadolint --failure-threshold style Dockerfile"; \
+	$(VENV)/bin/hadolint --failure-threshold style Dockerfile || status=1; \
+	echo "$(VENV)/bin/docker-compose -f docker-compose.yml config --quiet"; \
+	$(VENV)/bin/docker-compose -f docker-compose.yml config --quiet || status=1; \
+	exit $$status
+
+promtool:  ## check the Prometheus alert rules and scrape config, run the rules' unit tests
+	cd config/prometheus && promtool check rules alerts.yml && promtool check config prometheus.yml \
+		&& promtool test rules tests/*.yml
+
 fmt:  ## format the code and apply safe lint fixes
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
@@ -50,4 +62,4 @@ bench:  ## benchmark suite on PostgreSQL and Redis (minutes); JSON in bench/resu
 bench-smoke:  ## the benchmark suite at tiny sizes (about a minute; CI runs it)
 	$(PY) -m bench --quick
 
-all: lint docs-check test check-wheel bench-smoke  ## everything CI checks
+all: lint promtool docs-check test check-wheel bench-smoke  ## everything CI checks

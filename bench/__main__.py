@@ -11,12 +11,14 @@ printed as MISSED and the exit status stays 0; it is 1 only when a measurement f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +47,8 @@ def _sizes(quick: bool) -> dict[str, Any]:
         "drain_tasks": 20_000,
         "pickup_tasks": 2000,
         "pickup_rate": 200.0,
-        "depth": {},
-        "calibrate": {},
+        "depth": depth.FULL,
+        "calibrate": {"samples": 2000, "copy_rows": 200_000},
     }
 
 
@@ -110,7 +112,7 @@ def run(args: argparse.Namespace) -> tuple[Run, float]:
             for workers in (1, 2):
                 result = state.step(
                     f"drain {backend} x{workers}",
-                    lambda b=backend, w=workers: drain.measure(sizes["drain_tasks"], w, 8, b),
+                    partial(drain.measure, sizes["drain_tasks"], workers, 8, backend),
                 )
                 if result is not None:
                     state.results["drain"].append(result)
@@ -139,8 +141,8 @@ def run(args: argparse.Namespace) -> tuple[Run, float]:
         for backend in (b for b in PICKUP_BACKENDS if b in backends):
             result = state.step(
                 f"pickup {backend}",
-                lambda b=backend: pickup.measure(
-                    sizes["pickup_tasks"], sizes["pickup_rate"], backend=b
+                partial(
+                    pickup.measure, sizes["pickup_tasks"], sizes["pickup_rate"], backend=backend
                 ),
             )
             if result is not None:
@@ -217,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         "only": args.only,
         "backends": args.backends,
         "http_auth": "apikey" if args.auth else "disabled",
+        "sizes": {
+            key: dataclasses.asdict(value) if isinstance(value, enqueue.Sizes) else value
+            for key, value in _sizes(args.quick).items()
+        },
         "argv": sys.argv[1:] if argv is None else argv,
         "machine": machine,
         "load_average": {"before": load_before, "after": load_average()},

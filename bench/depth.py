@@ -43,6 +43,13 @@ from taskrt.queue.redis_backend import PROMOTE_PER_FETCH
 from taskrt.queue.scripts import Scripts
 
 CHUNK = 10_000
+FULL: dict[str, Any] = {
+    "depths": (1000, 1_000_000),
+    "samples": 2000,
+    "acquire_at": (1000, 20_000),
+    "acquire_samples": 200,
+}
+"""Sizes of the full run (``measure()``'s defaults)."""
 QUICK: dict[str, Any] = {
     "depths": (1000, 10_000),
     "samples": 300,

@@ -214,7 +214,7 @@ def measure(sizes: Sizes | None = None, *, auth: bool = True) -> dict[str, Any]:
             settings: dict[str, object] = {"rate_limit_producer": "1000000/second"}
         else:
             settings = {"auth_disabled": "true", "rate_limit_enabled": "false"}
-        with api_server(target, workers=2, **settings) as base_url:
+        with api_server(target, workers=2, settings=settings) as base_url:
             results.update(http_modes(base_url, key, sizes))
     results["http_auth"] = "apikey + rate limiter" if auth else "disabled (no rate limiter)"
     results["api_processes"] = 2

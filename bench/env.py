@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,10 +229,14 @@ def wait_for_workers(client: Client, count: int, timeout: float = 30.0) -> None:
 
 @contextmanager
 def api_server(
-    target: BenchTarget, *, workers: int = 2, settle: float = 2.0, **settings: object
+    target: BenchTarget,
+    *,
+    workers: int = 2,
+    settle: float = 2.0,
+    settings: Mapping[str, object] | None = None,
 ) -> Iterator[str]:
-    """``taskrt api --workers N`` on a free port of 127.0.0.1; yields its base URL once
-    ``/readyz`` answers 200 and ``settle`` more seconds have passed."""
+    """``taskrt api --workers N`` on a free port of 127.0.0.1 with extra ``settings``; yields
+    its base URL once ``/readyz`` answers 200 and ``settle`` more seconds have passed."""
     import httpx
 
     port = free_port()
@@ -240,7 +244,7 @@ def api_server(
     with tempfile.TemporaryFile(prefix="taskrt-bench-api-") as log:
         proc = subprocess.Popen(
             [TASKRT, "api", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-            env=target.env(**settings),
+            env=target.env(**(settings or {})),
             cwd=REPO_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
@@ -98,6 +99,13 @@ def _packages() -> dict[str, str | None]:
     return versions
 
 
+def _safe(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return call()
+    except Exception as exc:  # the run reports the failing service itself
+        return {"version": None, "error": f"{type(exc).__name__}: {exc}"}
+
+
 def facts() -> dict[str, Any]:
     """CPU, memory, OS, Python, PostgreSQL, Redis, package versions and the git commit."""
     status = _git("status", "--porcelain")
@@ -106,8 +114,8 @@ def facts() -> dict[str, Any]:
         "mem_total_bytes": _mem_total(),
         "os": f"{platform.system()} {platform.release()}",
         "python": f"{platform.python_implementation()} {sys.version.split()[0]}",
-        "postgresql": _postgres(),
-        "redis": _redis(),
+        "postgresql": _safe(_postgres),
+        "redis": _safe(_redis),
         "packages": _packages(),
         "git": {
             "commit": _git("rev-parse", "HEAD"),

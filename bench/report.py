@@ -236,5 +236,5 @@ def table(rows: list[Figure]) -> str:
         ]
         return "  ".join(cells).rstrip()
 
-    rule = "  ".join("-" * w for w in widths)
+    rule = "  ".join("-" * w for w in widths).rstrip()
     return "\n".join([fmt(header), rule, *(fmt(row) for row in lines)])

@@ -30,7 +30,7 @@ def check_api() -> str | None:
     port = os.environ.get("TASKRT_API_PORT", "8080")
     url = f"http://127.0.0.1:{port}/healthz"
     try:
-        with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - fixed http URL
+        with urllib.request.urlopen(url, timeout=3) as response:
             return None if response.status == 200 else f"{url} answered {response.status}"
     except (urllib.error.URLError, OSError) as exc:
         return f"{url}: {exc}"

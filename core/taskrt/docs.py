@@ -1,11 +1,12 @@
 """Generate the reference docs from the code, so they cannot drift from it.
 
-``python -m taskrt.docs settings|hooks|cli|http|all [--check] [--out DIR]`` writes
-``settings.md``, ``hooks.md``, ``cli.md`` and ``http-api.md`` (the HTTP API, from its OpenAPI
-document) into ``DIR`` (default ``docs/reference`` under the working directory). With
-``--check`` nothing is written: the command exits 1 naming every file that is missing or differs
-from what the code says, which is how CI and the tests catch a setting, hook, command or route
-that changed without its docs. Output depends only on the code, never on the environment, the
+``python -m taskrt.docs settings|hooks|cli|http|metrics|all [--check] [--out DIR]`` writes
+``settings.md``, ``hooks.md``, ``cli.md``, ``http-api.md`` (the HTTP API, from its OpenAPI
+document) and ``metrics.md`` (from the metrics catalogue) into ``DIR`` (default
+``docs/reference`` under the working directory). With ``--check`` nothing is written: the
+command exits 1 naming every file that is missing or differs from what the code says, which is
+how CI and the tests catch a setting, hook, command, route or metric that changed without its
+docs. Output depends only on the code, never on the environment, the
 terminal or installed plugins.
 """
 
@@ -593,6 +594,46 @@ def render_http() -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+# --- metrics ----------------------------------------------------------------------------------
+
+
+def render_metrics() -> str:
+    """The metrics reference: every metric of :data:`taskrt.metrics.CATALOG`."""
+    from taskrt.metrics import CATALOG
+
+    out = [
+        GENERATED_NOTE.format(name="metrics"),
+        "",
+        "# Metrics reference",
+        "",
+        "Every Prometheus metric taskrt exports, with its type, labels and help text. The HTTP "
+        "API serves them at `/metrics` on its own port; `taskrt worker` and `taskrt scheduler` "
+        "serve them on `--metrics-port` (`TASKRT_METRICS_PORT`), one port per process. Each "
+        "process exports what it does: a worker its runs, the API its requests and the tasks "
+        "it created, a scheduler its fires; sum counters over processes with `sum by (...)`. "
+        "Queue depth is read from the store at scrape time and may come from several "
+        "processes: aggregate it with `max by (queue, state)`. Single processes also export "
+        "prometheus-client's standard `process_*` and `python_*` metrics. How to scrape, "
+        "alert and chart them: [the observability how-to](../how-to/observability.md).",
+        "",
+        "| metric | type | labels | help |",
+        "|---|---|---|---|",
+    ]
+    for info in CATALOG:
+        name = info.sample_names()[0] if info.kind == "counter" else info.name
+        labels = ", ".join(f"`{label}`" for label in info.labels) or "none"
+        first = info.help.split(". ")[0].rstrip(".").replace("|", r"\|")
+        out.append(f"| [`{name}`](#{name}) | {info.kind} | {labels} | {first}. |")
+    for info in CATALOG:
+        name = info.sample_names()[0] if info.kind == "counter" else info.name
+        out += ["", f"## `{name}`", "", info.help, ""]
+        out.append(f"- Type: {info.kind}")
+        out.append("- Labels: " + (", ".join(f"`{label}`" for label in info.labels) or "none"))
+        out.append("- Series: " + ", ".join(f"`{series}`" for series in info.sample_names()))
+    out.append("")
+    return "\n".join(out)
+
+
 # --- command line -----------------------------------------------------------------------------
 
 DOCS: dict[str, tuple[str, Callable[[], str]]] = {
@@ -600,6 +641,7 @@ DOCS: dict[str, tuple[str, Callable[[], str]]] = {
     "hooks": ("hooks.md", render_hooks),
     "cli": ("cli.md", render_cli),
     "http": ("http-api.md", render_http),
+    "metrics": ("metrics.md", render_metrics),
 }
 
 

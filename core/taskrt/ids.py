@@ -8,6 +8,7 @@ follow creation order.
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 import uuid
@@ -15,6 +16,16 @@ import uuid
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
+# The random bits only need to be unique, not secret: a process-local generator seeded from the
+# OS (and reseeded in a forked child) costs far less than a system call per id.
+_random = random.Random(os.urandom(16))  # noqa: S311 - uniqueness, not secrecy
+
+
+def _reseed() -> None:
+    _random.seed(os.urandom(16))
+
+
+os.register_at_fork(after_in_child=_reseed)
 
 
 def uuid7() -> uuid.UUID:
@@ -27,14 +38,14 @@ def uuid7() -> uuid.UUID:
         now_ms = time.time_ns() // 1_000_000
         if now_ms > _last_ms:
             _last_ms = now_ms
-            _counter = int.from_bytes(os.urandom(2), "big") & 0x3FF  # leave room to count up
+            _counter = _random.getrandbits(10)  # leave room to count up
         else:
             _counter += 1
             if _counter > 0xFFF:  # 4096 ids in one millisecond: borrow the next millisecond
                 _last_ms += 1
                 _counter = 0
         ms, counter = _last_ms, _counter
-    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+        rand = _random.getrandbits(62)
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
     value |= counter << 64

@@ -30,6 +30,7 @@ class OutboxCleaner:
         self._pending: list[uuid.UUID] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -67,7 +68,7 @@ class OutboxCleaner:
             self._wake.clear()
             if self.closed:
                 return
-            self._wake.wait(BATCH_DELAY)  # gather a batch
+            self._closing.wait(BATCH_DELAY)  # gather a batch (cut short only by close())
             taken = self._take()
             if taken:
                 self._delete(taken)
@@ -87,6 +88,7 @@ class OutboxCleaner:
         """Flush and stop the thread."""
         with self._lock:
             self._closed = True
+        self._closing.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(2)

@@ -48,6 +48,8 @@ class FireReport:
     """(schedule id, fire time, task id) of each fire this tick won."""
     lags: list[float] = field(default_factory=list)
     """Seconds from each fired slot's due time to the fire (database clock)."""
+    created: list[tuple[str, str]] = field(default_factory=list)
+    """(queue, task type) of each task the fires created, for the metrics."""
     schedules: int = 0
 
 
@@ -211,6 +213,7 @@ class ScheduleService:
                         entries.append(enqueued.dispatch)
                     report.fired.append((schedule.id, slot, item.id))
                     report.lags.append((now - slot).total_seconds())
+                    report.created.append((item.queue, item.name))
                     last = slot if last is None else max(last, slot)
                 self.store.advance_schedule(
                     conn, schedule.id, next_fire_at=plan.next_fire_at, last_triggered_at=last

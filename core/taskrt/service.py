@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from taskrt import metrics
 from taskrt.exceptions import ValidationError
 from taskrt.handlers import check_queue_name
 from taskrt.ids import uuid7
@@ -250,6 +251,7 @@ class TaskService:
             EnqueueResult(id=o.task_id, created=o.created, name=item.name, queue=item.queue)
             for o, item in zip(outcomes, items, strict=True)
         ]
+        metrics.tasks_created((r.queue, r.name) for r in results if r.created)
         if observers.has("after_enqueue"):
             records = self.store.get_tasks([r.id for r in results])
             for result in results:

@@ -151,9 +151,41 @@ class Settings(BaseSettings):
         default="INFO", description="Lowest level of log line written."
     )
     log_format: Literal["json", "text"] = Field(
-        default="text",
+        default="json",
         description=(
-            "`json` writes one JSON object per line (for services); `text` is for a terminal."
+            "How the services (`taskrt worker`, `api`, `scheduler`, `dev`) write their log "
+            "lines to standard error: `json`, one object per line with the ids of the task run "
+            "a line is about (for log collectors), or `text`, for a terminal. Their "
+            "`--log-format` option wins over it. The CLI's one-shot commands (`taskrt enqueue`, "
+            "`taskrt queues`, ...) always write text."
+        ),
+    )
+
+    # --- metrics ----------------------------------------------------------------------------
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description=(
+            "Port on which `taskrt worker` and `taskrt scheduler` serve Prometheus metrics at "
+            "`/metrics` (their `--metrics-port` wins over it). Unset or 0: none served. Each "
+            "process needs its own port (e.g. supervisord's `--metrics-port "
+            "91%(process_num)02d`). The HTTP API serves `/metrics` on its own port instead."
+        ),
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description=(
+            "Address the metrics port of workers and schedulers listens on. The default keeps "
+            "it to the host; `0.0.0.0` lets a Prometheus server elsewhere scrape it."
+        ),
+    )
+    metrics_queue_depth: bool = Field(
+        default=False,
+        description=(
+            "Workers and schedulers also export `taskrt_queue_depth` (one queue-count query per "
+            "scrape). The HTTP API always does; turn this on where no API runs."
         ),
     )
 

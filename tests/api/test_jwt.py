@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from taskrt.auth import AuthContext, Credentials, Role
 from taskrt.exceptions import ConfigurationError
 from taskrt.settings import load_settings
-from taskrt_plugins.auth_jwt import JwtBackend
+from taskrt_plugins.jwt_backend import JwtBackend
 from tests.api.conftest import Api
 
 pytestmark = pytest.mark.services

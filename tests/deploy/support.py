@@ -6,6 +6,7 @@ no longer understands fails loudly instead of being tested half)."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -30,7 +31,9 @@ def rewrite(text: str, replacements: Mapping[str, str]) -> str:
     for old, new in replacements.items():
         count = text.count(old)
         if count != 1:
-            raise AssertionError(f"expected {old!r} exactly once in the shipped file, found {count}")
+            raise AssertionError(
+                f"expected {old!r} exactly once in the shipped file, found {count}"
+            )
         text = text.replace(old, new)
     return text
 
@@ -159,10 +162,24 @@ class Supervisord:
             "PATH": os.pathsep.join([str(VENV_BIN), env.get("PATH", os.defpath)]),
         }
         self.proc: subprocess.Popen[bytes] | None = None
+        self.metrics_base = random.randint(300, 599)  # ports 30000..59999
 
     def render(self) -> None:
         """Copy ``supervisor/`` and point the pid file and the control socket into our folder."""
         shutil.copytree(SUPERVISOR_DIR, self.conf.parent)
+        # the shipped workers serve metrics on 9100 + n; a test takes a random base instead,
+        # so it never meets a node exporter or another test on this machine
+        worker_conf = self.conf.parent / "programs" / "worker.conf"
+        worker_conf.write_text(
+            rewrite(
+                worker_conf.read_text(),
+                {
+                    "--metrics-port 91%(process_num)02d": (
+                        f"--metrics-port {self.metrics_base}%(process_num)02d"
+                    )
+                },
+            )
+        )
         self.conf.write_text(
             rewrite(
                 self.conf.read_text(),

@@ -67,14 +67,27 @@ def test_a_task_created_through_nginx_carries_the_request_id_both_ways(gateway: 
         made_task, made_id = create({})
         # a malformed one is replaced by nginx's, the same way the API would
         bad_task, bad_id = create({"X-Request-ID": "not a valid id!"})
-        traces = {t: http.get(f"/api/v1/tasks/{t}").json() for t in (given_task, made_task, bad_task)}
+        # with a W3C traceparent and no X-Request-ID, the trace id is the request id
+        trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+        traced_task, traced_id = create({"traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
+        # an invalid traceparent (version ff) is ignored, as the API ignores it
+        _, untraced_id = create({"traceparent": f"ff-{trace}-00f067aa0ba902b7-01"})
+        traces = {
+            t: http.get(f"/api/v1/tasks/{t}").json()
+            for t in (given_task, made_task, bad_task, traced_task)
+        }
 
     assert given_id == "client-req-42"
     assert NGINX_ID.match(made_id), made_id
-    assert NGINX_ID.match(bad_id) and bad_id != made_id, bad_id
+    assert NGINX_ID.match(bad_id), bad_id
+    assert bad_id != made_id
     assert traces[given_task]["trace_id"] == "client-req-42"
     assert traces[made_task]["trace_id"] == made_id
     assert traces[bad_task]["trace_id"] == bad_id
+    assert traced_id == trace
+    assert traces[traced_task]["trace_id"] == trace
+    assert NGINX_ID.match(untraced_id)
+    assert untraced_id != trace
     assert traces[given_task]["status"] == "queued"
     assert traces[given_task]["payload"] == {"via": "nginx"}
 
@@ -115,7 +128,14 @@ def test_keep_alive_connections_to_the_api_are_reused(gateway: Gateway) -> None:
 
 
 def test_metrics_are_not_served_to_the_outside(gateway: Gateway) -> None:
-    paths = ["/metrics", "/metrics/", "/metrics?format=text", "//metrics", "/%6detrics", "/metrics/x"]
+    paths = [
+        "/metrics",
+        "/metrics/",
+        "/metrics?format=text",
+        "//metrics",
+        "/%6detrics",
+        "/metrics/x",
+    ]
     with _client(gateway) as http:
         answers = {path: http.get(gateway.url + path) for path in paths}
     for path, response in answers.items():

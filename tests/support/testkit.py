@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -57,8 +58,31 @@ def retry_later(payload: Any, ctx: taskrt.TaskContext) -> str:
     return "second time lucky"
 
 
+@taskrt.task("testkit.chatty")
+def chatty(payload: Any) -> None:
+    """Log through a library's logger (not ``ctx.logger``), from a ``def`` handler."""
+    logging.getLogger("testkit.library").info("library line from a def handler")
+
+
+@taskrt.task("testkit.chatty_async")
+async def chatty_async(payload: Any) -> None:
+    """Log through a library's logger (not ``ctx.logger``), from an ``async def`` handler."""
+    await asyncio.sleep(0)
+    logging.getLogger("testkit.library").info("library line from an async handler")
+
+
 @taskrt.hookimpl
 def register_task_handlers(register: Callable[[taskrt.TaskType[Any]], None]) -> None:
     """Register the test task types."""
-    for task_type in (crash, fail, nonretryable, block, spin, async_slow, retry_later):
+    for task_type in (
+        crash,
+        fail,
+        nonretryable,
+        block,
+        spin,
+        async_slow,
+        retry_later,
+        chatty,
+        chatty_async,
+    ):
         register(task_type)

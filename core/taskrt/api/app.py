@@ -5,8 +5,9 @@
 :func:`create_app_from_settings` builds those from the environment and is the factory
 ``taskrt api`` gives uvicorn (``uvicorn --factory taskrt.api.app:create_app_from_settings``).
 
-Middleware, outermost first: request ids (so every answer carries one), the catch-all 500
-(so no traceback ever leaves), the body limit, then FastAPI's own error handlers and the routes.
+Middleware, outermost first: metrics (so every answer is counted and timed), request ids (so
+every answer carries one), the catch-all 500 (so no traceback ever leaves), the body limit, then
+FastAPI's own error handlers and the routes.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from taskrt import logs, metrics
 from taskrt._version import __version__
 from taskrt.api.deps import ApiState
 from taskrt.api.errors import CatchAllMiddleware, install_error_handlers
 from taskrt.api.limits import BodyLimitMiddleware
+from taskrt.api.metrics import MetricsMiddleware
+from taskrt.api.metrics import router as metrics_router
 from taskrt.api.openapi import build_openapi
 from taskrt.api.ratelimit import RateLimiter
 from taskrt.api.request_ids import RequestIdMiddleware
@@ -68,10 +72,12 @@ def _build(max_body_bytes: int, lifespan: Callable[[FastAPI], Any] | None = None
     app.include_router(schedules_router)
     app.include_router(admin_router)
     app.include_router(probes)
+    app.include_router(metrics_router)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(MetricsMiddleware)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -111,6 +117,7 @@ def create_app(
 
     app = _build(settings.api_max_body_bytes, lifespan)
     app.state.taskrt = ApiState(runtime=runtime, service=service, auth=auth, limiter=limiter)
+    metrics.watch_queues(service.queues)
     return app
 
 
@@ -120,11 +127,8 @@ def create_app_from_settings() -> FastAPI:
     from taskrt.settings import load_settings
 
     settings = load_settings()
-    if not logging.getLogger().handlers:  # a uvicorn worker process starts with none
-        logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-    logging.getLogger("taskrt").setLevel(settings.log_level)
+    # a uvicorn server process of `--workers N` starts with no logging set up
+    logs.configure_logging(settings, "api")
     runtime = Runtime.load(settings)
     store = open_store(settings)
     backend = open_queue_backend(settings, store)

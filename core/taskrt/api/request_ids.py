@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import re
 import uuid
-from contextvars import ContextVar
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taskrt.logs import current_trace_id
 
 HEADER = "x-request-id"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
 # version 00: 2 hex version, 32 hex trace id, 16 hex parent id, 2 hex flags
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 
-current_request_id: ContextVar[str | None] = ContextVar("taskrt_request_id", default=None)
-"""The id of the request being served (for log lines written while serving it)."""
+current_request_id = current_trace_id
+"""The id of the request being served: log lines written while serving it carry it as
+``trace_id`` (it is :data:`taskrt.logs.current_trace_id`)."""
 
 
 def request_id_from_headers(headers: dict[str, str]) -> str:

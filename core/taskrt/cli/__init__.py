@@ -6,7 +6,6 @@ Built-in commands live in small modules of this package; plugins add theirs thro
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any
 
@@ -18,6 +17,7 @@ from taskrt.cli.config_cmd import config_group
 from taskrt.cli.db_cmd import db_group
 from taskrt.cli.demo_cmd import demo_command
 from taskrt.cli.dev_cmd import dev_command
+from taskrt.cli.enqueue_file_cmd import enqueue_file_command
 from taskrt.cli.plugins_cmd import plugins_command
 from taskrt.cli.queues_cmd import dlq_group, queue_group, queues_command, workers_command
 from taskrt.cli.schedules_cmd import scheduler_command, schedules_group
@@ -25,6 +25,7 @@ from taskrt.cli.state import CliState, get_state
 from taskrt.cli.tasks_cmd import enqueue_command, task_group
 from taskrt.cli.worker_cmd import worker_command
 from taskrt.exceptions import TaskrtError
+from taskrt.logs import configure_logging
 
 
 class TaskrtGroup(click.Group):
@@ -88,8 +89,9 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
     """
     state = ctx.ensure_object(CliState)
     state.config_file = config_file
-    # quiet by default; long-running services (worker, api) raise it to TASKRT_LOG_LEVEL
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # one-shot commands: warnings as text; the services switch to TASKRT_LOG_FORMAT and
+    # TASKRT_LOG_LEVEL (taskrt.cli.observability)
+    configure_logging(None, "cli", log_format="text", level="WARNING")
 
 
 for _command in (
@@ -98,6 +100,7 @@ for _command in (
     worker_command,
     api_command,
     enqueue_command,
+    enqueue_file_command,
     task_group,
     queues_command,
     queue_group,

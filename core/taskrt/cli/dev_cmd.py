@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from taskrt.cli.observability import log_format_option, refuse_multiprocess_dir, start_logging
 from taskrt.cli.state import CliState, get_state
 from taskrt.exceptions import ConfigurationError
 
@@ -65,22 +66,27 @@ API_STOP_TIMEOUT = 10.0
     type=click.IntRange(1, 10_000),
     help="Handlers the worker runs at once (default: TASKRT_WORKER_CONCURRENCY).",
 )
-def dev_command(host: str, port: int, queues: str, concurrency: int | None) -> None:
+@log_format_option
+def dev_command(
+    host: str, port: int, queues: str, concurrency: int | None, log_format: str | None
+) -> None:
     """Run the HTTP API, a scheduler and a worker in one process until Ctrl-C.
 
     With no settings everything lives in `taskrt.db` in the working directory (no servers
     needed); otherwise it uses the configured database and Redis. Prints the API's URL, an
     admin API key made for this session (revoked when it stops) and an example `curl`.
+    Prometheus metrics of all three are at the API's /metrics.
     """
     from taskrt.worker import parse_queues
 
     state = get_state()
     settings = state.settings
     names, weights = parse_queues(queues)  # a bad --queues fails before anything starts
+    refuse_multiprocess_dir("dev")
     service = state.service
     _ensure_schema(state)
-    # raised only now: the migration's own INFO lines are noise here
-    logging.getLogger().setLevel(settings.log_level)
+    # configured only now: the migration's own INFO lines are noise here
+    start_logging(settings, "dev", log_format)
     app = _build_app(state)
     sock = _bind(host, port)
     key = _session_key(state)
@@ -233,6 +239,7 @@ def _server(state: CliState, app: Any) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
         log_level=state.settings.log_level.lower(),
+        log_config=None,  # uvicorn's lines go through taskrt's handler (JSON or text)
         server_header=False,
         timeout_graceful_shutdown=5,
     )
@@ -263,6 +270,7 @@ def _scheduler_part(state: CliState) -> _Part:
 def _worker_part(
     state: CliState, queues: list[str], weights: dict[str, int] | None, concurrency: int | None
 ) -> _Part:
+    from taskrt import metrics
     from taskrt.worker import Worker, WorkerOptions
 
     settings = state.settings
@@ -276,6 +284,7 @@ def _worker_part(
         shutdown_grace=settings.shutdown_grace,
     )
     worker = Worker(state.runtime, service.store, service.backend, options)
+    metrics.watch_worker(worker)
     thread = threading.Thread(target=worker.run, name="taskrt-dev-worker", daemon=True)
     return _Part("worker", thread, worker.request_stop, settings.shutdown_grace + 15.0)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import click
 
 from taskrt.cli.output import print_json, print_table
 from taskrt.cli.state import get_state
-from taskrt.cli.tasks_cmd import parse_task_id
+from taskrt.cli.tasks_cmd import parse_task_id, seconds_text
 from taskrt.exceptions import ValidationError
 
 
@@ -143,9 +144,10 @@ def workers_command(include_offline: bool, as_json: bool) -> None:
     if as_json:
         print_json([w.to_dict() for w in workers])
         return
+    now = datetime.now(UTC)
     print_table(
         "Workers",
-        ["name", "status", "queues", "concurrency", "host", "pid", "heartbeat", "version"],
+        ["name", "status", "queues", "concurrency", "host", "pid", "last heartbeat", "version"],
         [
             (
                 w.name,
@@ -154,9 +156,18 @@ def workers_command(include_offline: bool, as_json: bool) -> None:
                 w.concurrency,
                 w.hostname,
                 w.pid,
-                w.heartbeat_at.isoformat() if w.heartbeat_at else "",
+                _ago(now, w.heartbeat_at),
                 w.version,
             )
             for w in workers
         ],
     )
+
+
+def _ago(now: datetime, when: datetime | None) -> str:
+    """``4.2 s ago`` (a stored time without a zone is UTC)."""
+    if when is None:
+        return ""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return f"{seconds_text(max(now - when, timedelta(0)))} ago"

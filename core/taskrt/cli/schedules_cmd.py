@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 import uuid
 from functools import cache
 
 import click
 
+from taskrt.cli.observability import (
+    log_format_option,
+    metrics_port_option,
+    refuse_multiprocess_dir,
+    start_logging,
+    start_metrics,
+)
 from taskrt.cli.output import print_json, print_table
 from taskrt.cli.state import get_state
 from taskrt.cli.tasks_cmd import parse_payload
@@ -31,15 +37,25 @@ def parse_schedule_id(text: str) -> uuid.UUID:
 
 
 @click.command("scheduler")
-def scheduler_command() -> None:
+@metrics_port_option
+@log_format_option
+def scheduler_command(metrics_port: int | None, log_format: str | None) -> None:
     """Fire cron schedules until SIGTERM or Ctrl-C (run as many as you like)."""
+    from taskrt import metrics
     from taskrt.scheduler.runner import Scheduler
 
     state = get_state()
-    logging.getLogger().setLevel(state.settings.log_level)
-    scheduler = Scheduler(_service(), tick=state.settings.scheduler_tick)
+    settings = state.settings
+    refuse_multiprocess_dir("scheduler")
+    start_logging(settings, "scheduler", log_format)
+    scheduler = Scheduler(_service(), tick=settings.scheduler_tick)
+    if settings.metrics_queue_depth:
+        metrics.watch_queues(state.service.queues)
+    stop_metrics = start_metrics(settings, metrics_port)
     scheduler.install_signal_handlers()
     code = scheduler.run()
+    if stop_metrics is not None:
+        stop_metrics()
     state.service.close()
     sys.exit(code)
 

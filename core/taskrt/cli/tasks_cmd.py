@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,18 @@ def parse_payload(text: str | None) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValidationError(f"--payload is not valid JSON: {exc}") from None
+
+
+def seconds_text(span: timedelta) -> str:
+    """A duration the way people read it: ``12 ms``, ``3.4 s``, ``5 min 2 s``."""
+    seconds = span.total_seconds()
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
 
 
 def parse_task_id(text: str) -> uuid.UUID:
@@ -111,6 +124,7 @@ def render_task(task: TaskRecord) -> None:
             ("payload", json.dumps(task.payload)[:200]),
             ("max retries", f"{task.max_retries} ({task.retry})"),
             ("dedup key", task.dedup_key or ""),
+            ("trace id", task.trace_id or ""),
             ("created", task.created_at.isoformat()),
             ("finished", task.finished_at.isoformat() if task.finished_at else ""),
             (
@@ -121,13 +135,15 @@ def render_task(task: TaskRecord) -> None:
     )
     print_table(
         "Runs",
-        ["attempt", "status", "started", "finished", "worker", "result / error"],
+        ["attempt", "status", "started", "took", "worker", "result / error"],
         [
             (
                 r.attempt,
                 r.status.value + (f" ({r.outcome_reason})" if r.outcome_reason else ""),
                 r.started_at.isoformat() if r.started_at else "",
-                r.finished_at.isoformat() if r.finished_at else "",
+                seconds_text(r.finished_at - r.started_at)
+                if r.started_at and r.finished_at
+                else "",
                 str(r.worker_id)[:8] if r.worker_id else "",
                 (f"{r.error_type}: {r.error_message}" if r.error_type else json.dumps(r.result))[
                     :120

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import gc
-import logging
 import sys
 
 import click
 
+from taskrt.cli.observability import (
+    log_format_option,
+    metrics_port_option,
+    refuse_multiprocess_dir,
+    start_logging,
+    start_metrics,
+)
 from taskrt.cli.state import get_state
 
 
@@ -30,6 +36,8 @@ from taskrt.cli.state import get_state
     type=click.IntRange(0, 10_000),
     help="Runs claimed ahead of free slots (default: the concurrency).",
 )
+@metrics_port_option
+@log_format_option
 def worker_command(
     queues: str,
     concurrency: int | None,
@@ -37,13 +45,17 @@ def worker_command(
     lease_ttl: float | None,
     shutdown_grace: float | None,
     prefetch: int | None,
+    metrics_port: int | None,
+    log_format: str | None,
 ) -> None:
     """Fetch and run tasks until SIGTERM or Ctrl-C (a second one exits at once)."""
+    from taskrt import logs, metrics
     from taskrt.worker import Worker, WorkerOptions, parse_queues
 
     state = get_state()
     settings = state.settings
-    logging.getLogger().setLevel(settings.log_level)
+    refuse_multiprocess_dir("worker")
+    start_logging(settings, "worker", log_format)
     names, weights = parse_queues(queues)
     options = WorkerOptions(
         queues=names,
@@ -56,8 +68,15 @@ def worker_command(
     )
     service = state.service
     worker = Worker(state.runtime, service.store, service.backend, options)
+    logs.set_process_field("worker_id", worker.id)
+    metrics.watch_worker(worker)
+    if settings.metrics_queue_depth:
+        metrics.watch_queues(service.queues)
+    stop_metrics = start_metrics(settings, metrics_port)
     worker.install_signal_handlers()
     code = worker.run()
+    if stop_metrics is not None:
+        stop_metrics()
     service.backend.close()
     # everything is handed back and closed: exit without the interpreter walking the whole
     # heap (a final collection of about 0.2 s that would eat into the shutdown deadline)

@@ -149,16 +149,15 @@ class Outbox(Base):
 
     __tablename__ = "outbox"
 
-    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
-    run_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("task_runs.id", ondelete="CASCADE"))
+    # keyed by the run (UUIDv7, so key order is creation order): deleting a dispatched run's
+    # row and the relay's oldest-first scan both use the primary key, and an enqueue writes
+    # no other index for it
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("task_runs.id", ondelete="CASCADE"), primary_key=True
+    )
     queue_name: Mapped[str] = mapped_column(sa.String(64))
     available_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=db_now())
-
-    __table_args__ = (
-        sa.Index("ix_outbox_created_at", "created_at"),
-        sa.Index("ix_outbox_run_id", "run_id"),
-    )
 
 
 class QueueState(Base):

@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -42,6 +43,17 @@ SettleOp = tuple[str | bytes, ...]
 
 CHUNK = 500  # runs per script call: keeps Lua's unpack() and each call short
 PROMOTE_PER_FETCH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Leased:
+    """Runs leased in Redis and not claimed yet: (queue, raw entry) in fetch order."""
+
+    token: str
+    entries: list[tuple[str, bytes]]
+
+    def __len__(self) -> int:
+        return len(self.entries)
 
 
 def lease_value(worker_id: uuid.UUID, lease_token: str) -> str:
@@ -75,6 +87,7 @@ class RedisQueueBackend:
         self._subscribed: set[str] = set()
         self._pubsub_lock = threading.Lock()
         self._next_due_ms: int | None = None
+        self._registered: set[str] = set()
 
     @classmethod
     def from_settings(cls, store: Store, settings: Settings) -> RedisQueueBackend:
@@ -99,8 +112,11 @@ class RedisQueueBackend:
         for entry in entries:
             by_queue[entry.queue].append(entry)
 
+        new_queues = [q for q in by_queue if q not in self._registered]
+
         def build(pipe: Pipeline) -> None:
-            pipe.sadd(self.keys.queues, *by_queue)
+            if new_queues:  # once per queue and process; the reconciler re-adds lost names
+                pipe.sadd(self.keys.queues, *new_queues)
             for queue, items in by_queue.items():
                 k = self.keys.queue(queue)
                 for chunk in _chunks(items):
@@ -112,6 +128,7 @@ class RedisQueueBackend:
                     )
 
         self.scripts.run_pipeline(build)
+        self._registered.update(new_queues)
 
     def withdraw(self, entries: Sequence[DispatchEntry]) -> None:
         """Remove cancelled runs from their queues."""
@@ -141,8 +158,13 @@ class RedisQueueBackend:
     def acquire(
         self, queues: Sequence[str], limit: int, worker: WorkerIdentity
     ) -> list[ClaimedRun]:
-        """Lease up to ``limit`` runs from ``queues`` in order (one script call per queue
-        until enough are leased), then claim them in the store in one transaction."""
+        """Lease up to ``limit`` runs from ``queues`` in order, then claim them in the store."""
+        return self.claim(self.lease(queues, limit, worker), worker)
+
+    def lease(self, queues: Sequence[str], limit: int, worker: WorkerIdentity) -> Leased:
+        """Stage one of :meth:`acquire`: lease up to ``limit`` runs in Redis, trying
+        ``queues`` in order (one script call per queue until enough are leased). Fast, and
+        done in priority order; the slower claim may then run beside the next lease."""
         token = secrets.token_hex(8)
         value = lease_value(worker.id, token)
         ttl_ms = int(worker.lease_ttl * 1000)
@@ -163,11 +185,18 @@ class RedisQueueBackend:
             if want <= 0:
                 break
         self._next_due_ms = next_due
-        if not fetched:
+        return Leased(token=token, entries=fetched)
+
+    def claim(self, leased: Leased, worker: WorkerIdentity) -> list[ClaimedRun]:
+        """Stage two of :meth:`acquire`: claim leased runs in the store (fenced on status
+        ``queued``); release, in Redis, what is garbage or no longer queued."""
+        if not leased.entries:
             return []
+        value = lease_value(worker.id, leased.token)
         valid: list[uuid.UUID] = []
+        queue_of: dict[uuid.UUID, str] = {}
         drop: list[tuple[str, str | bytes]] = []  # raw bytes: garbage must match exactly
-        for queue, raw in fetched:
+        for queue, raw in leased.entries:
             run_id = parse_uuid(_text(raw))
             if run_id is None:
                 log.warning(
@@ -176,9 +205,9 @@ class RedisQueueBackend:
                 drop.append((queue, raw))
             else:
                 valid.append(run_id)
-        queue_of = {rid: q for (q, raw) in fetched if (rid := parse_uuid(_text(raw))) is not None}
+                queue_of[run_id] = queue
         claimed = self.store.claim_runs(
-            valid, worker_id=worker.id, lease_token=token, lease_ttl=worker.lease_ttl
+            valid, worker_id=worker.id, lease_token=leased.token, lease_ttl=worker.lease_ttl
         )
         claimed_ids = {c.run_id for c in claimed}
         for run_id in valid:

@@ -15,6 +15,7 @@ import signal
 import threading
 from types import FrameType
 
+from taskrt import metrics
 from taskrt.schedule_service import FireReport, ScheduleService
 
 log = logging.getLogger("taskrt.scheduler")
@@ -49,6 +50,7 @@ class Scheduler:
     def run_once(self) -> FireReport:
         """One tick: fire what is due."""
         report = self.schedules.fire_due()
+        metrics.scheduler_ticked(report)
         for schedule_id, slot, task_id in report.fired:
             log.info("schedule %s fired slot %s as task %s", schedule_id, slot.isoformat(), task_id)
         self.last_report = report

@@ -40,6 +40,21 @@ class StoreBase:
         self.dialect = engine.dialect.name
         self.is_postgresql = self.dialect == "postgresql"
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._relaxed_engine: Engine | None = None
+
+    @property
+    def _relaxed(self) -> Engine:
+        """A small second pool whose sessions commit without waiting for the WAL flush."""
+        if self._relaxed_engine is None:
+            self._relaxed_engine = sa.create_engine(
+                self.engine.url.render_as_string(hide_password=False),
+                pool_size=2,
+                max_overflow=4,
+                pool_recycle=1800,
+                isolation_level="AUTOCOMMIT",
+                connect_args={"options": "-c synchronous_commit=off"},
+            )
+        return self._relaxed_engine
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -65,14 +80,21 @@ class StoreBase:
             raise BackendUnavailableError(f"database error: {exc.orig or exc}") from exc
 
     @contextmanager
-    def raw_statement(self) -> Iterator[Any]:
+    def raw_statement(self, *, relaxed: bool = False) -> Iterator[Any]:
         """PostgreSQL only: the pooled psycopg connection itself, in autocommit mode, for the
         few hot statements that skip SQLAlchemy's per-statement work (psycopg already returns
-        UUIDs, aware datetimes and decoded JSON)."""
+        UUIDs, aware datetimes and decoded JSON).
+
+        ``relaxed`` statements commit without waiting for the WAL flush. Only writes that a
+        database crash may lose without harm use it: claims and lease renewals, which the
+        lease token fences (a lost claim makes the run queued again, and the worker's outcome
+        for it is rejected; the run executes again: at least once).
+        """
         import psycopg
 
+        engine = self._relaxed if relaxed else self._autocommit
         try:
-            with self._autocommit.connect() as conn:
+            with engine.connect() as conn:
                 try:
                     yield conn.connection.driver_connection
                 except psycopg.OperationalError as exc:
@@ -109,3 +131,5 @@ class StoreBase:
     def dispose(self) -> None:
         """Close pooled connections."""
         self.engine.dispose()
+        if self._relaxed_engine is not None:
+            self._relaxed_engine.dispose()

@@ -37,7 +37,6 @@ class OutboxStore(StoreBase):
         other workers take different rows. Returns the number of runs dispatched."""
         stmt = (
             sa.select(
-                OUTBOX.c.id,
                 OUTBOX.c.run_id,
                 OUTBOX.c.queue_name,
                 RUNS.c.status,
@@ -45,7 +44,7 @@ class OutboxStore(StoreBase):
             )
             .join(RUNS, RUNS.c.id == OUTBOX.c.run_id)
             .where(OUTBOX.c.created_at < db_now_plus(sa.literal(-grace, sa.Float())))
-            .order_by(OUTBOX.c.id)
+            .order_by(OUTBOX.c.run_id)
             .limit(limit)
         )
         if self.is_postgresql:
@@ -61,5 +60,5 @@ class OutboxStore(StoreBase):
             ]
             if entries:
                 dispatch(entries)
-            conn.execute(sa.delete(OUTBOX).where(OUTBOX.c.id.in_([row.id for row in rows])))
+            conn.execute(sa.delete(OUTBOX).where(OUTBOX.c.run_id.in_([row.run_id for row in rows])))
         return len(entries)

@@ -119,6 +119,21 @@ _FINISH_ALL_PG = _FINISH_ALL_PG_TEMPLATE.format(outbox="")
 _FINISH_ALL_PG_OUTBOX = _FINISH_ALL_PG_TEMPLATE.format(outbox=_FINISH_OUTBOX_CTE)
 
 
+# one statement: extend this worker's leases and say which of them were asked to cancel
+_RENEW_PG = """
+WITH renewed AS (
+    UPDATE task_runs SET
+        lease_expires_at = statement_timestamp() + make_interval(secs => %(lease_ttl)s)
+    FROM unnest(%(ids)s::uuid[]) AS mine(id)
+    WHERE task_runs.id = mine.id AND task_runs.status = 'running'
+        AND task_runs.worker_id = %(worker_id)s
+    RETURNING task_runs.id, task_runs.task_id
+)
+SELECT renewed.id, tasks.cancel_requested_at IS NOT NULL
+FROM renewed JOIN tasks ON tasks.id = renewed.task_id
+"""
+
+
 def task_outcome(finish: RunFinish) -> tuple[str, str | None]:
     """The task's new status (and failure reason) after ``finish`` is written."""
     if finish.status == "succeeded":
@@ -177,7 +192,7 @@ class RunStore(StoreBase):
                 "lease_token": lease_token,
                 "lease_ttl": float(lease_ttl),
             }
-            with self.raw_statement() as raw:
+            with self.raw_statement(relaxed=True) as raw:
                 rows = raw.execute(CLAIM_BY_IDS_PG, params).fetchall()
             claimed = [claimed_from_tuple(row, lease_token) for row in rows]
         else:
@@ -201,6 +216,15 @@ class RunStore(StoreBase):
         """Extend this worker's leases; return (runs still ours, runs asked to cancel)."""
         if not run_ids:
             return set(), set()
+        if self.is_postgresql:
+            params = {
+                "ids": list(run_ids),
+                "worker_id": worker_id,
+                "lease_ttl": float(lease_ttl),
+            }
+            with self.raw_statement(relaxed=True) as raw:
+                rows = raw.execute(_RENEW_PG, params).fetchall()
+            return {row[0] for row in rows}, {row[0] for row in rows if row[1]}
         with self.transaction() as conn:
             ours = {
                 row[0]

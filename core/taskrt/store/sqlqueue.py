@@ -46,7 +46,7 @@ class SqlQueueStore(StoreBase):
                 "lease_token": lease_token,
                 "lease_ttl": float(lease_ttl),
             }
-            with self.raw_statement() as raw:
+            with self.raw_statement(relaxed=True) as raw:
                 for queue in queues:
                     want = limit - len(claimed)
                     if want <= 0:

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
+from taskrt import logs
 from taskrt.context import TaskContext
 from taskrt.exceptions import NonRetryableError, TaskCancelled, UnknownTaskError
 from taskrt.handlers import TaskType
@@ -44,6 +45,8 @@ class ActiveRun:
     started: bool = False
     fetched_monotonic: float = field(default_factory=time.monotonic)
     started_monotonic: float | None = None
+    ran_seconds: float | None = None
+    """How long its handler ran (set when it settles; the duration metric)."""
     settled: bool = False
     handed_back: bool = False
     lease_lost: bool = False
@@ -100,7 +103,12 @@ class RunExecutor:
         try:
             task_type = self.registry.task_type(run.name)
         except UnknownTaskError as exc:
-            log.error("run %s: task type %r is not installed on this worker", run.run_id, run.name)
+            log.error(
+                "run %s: task type %r is not installed on this worker",
+                run.run_id,
+                run.name,
+                extra=logs.run_fields(run, self.worker_id),
+            )
             self.settle(active, self.outcomes.failed(run, exc, reason="unknown_task"))
             return
         if task_type.is_async:
@@ -126,6 +134,7 @@ class RunExecutor:
             assert finish is not None
             if active.started_monotonic is not None:
                 finish.start_delay = active.started_monotonic - active.fetched_monotonic
+                active.ran_seconds = time.monotonic() - active.started_monotonic
             self.on_finish(active, finish)
         self.on_done(active)
 
@@ -183,11 +192,15 @@ class RunExecutor:
 
     # --- def handlers ---------------------------------------------------------------------
     def _run_sync(self, active: ActiveRun, task_type: TaskType[Any]) -> None:
+        # log lines written while it runs (ours, the handler's, its libraries') carry its ids
+        context = logs.current_run.set((active.run, self.worker_id))
         try:
             finish = self._call_sync(active, task_type)
         except Exception as exc:  # a bug in taskrt itself: fail the run, keep the worker
             log.exception("internal error executing run %s", active.run.run_id)
             finish = self.outcomes.failed(active.run, exc, reason="worker_error")
+        finally:
+            logs.current_run.reset(context)
         self.settle(active, finish)
 
     def _call_sync(self, active: ActiveRun, task_type: TaskType[Any]) -> RunFinish | None:
@@ -216,6 +229,7 @@ class RunExecutor:
             "and its result will be discarded",
             run.run_id,
             run.timeout,
+            extra=logs.run_fields(run, self.worker_id),
         )
         error = TimeoutError(f"{run.name} exceeded its timeout of {run.timeout} s")
         active.timer = None
@@ -226,6 +240,8 @@ class RunExecutor:
         self.loop.create_task(self._run_async(active, task_type))
 
     async def _run_async(self, active: ActiveRun, task_type: TaskType[Any]) -> None:
+        # set in this task's own context: the handler's task inherits it
+        logs.current_run.set((active.run, self.worker_id))
         try:
             finish = await self._call_async(active, task_type)
         except Exception as exc:  # a bug in taskrt itself: fail the run, keep the worker

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from taskrt import logs
 from taskrt.queue.base import QueueBackend, WorkerIdentity
 from taskrt.records import WorkerStatus
 from taskrt.store import Store
@@ -43,6 +44,8 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="taskrt-heartbeat", daemon=True)
         self._last_renewed = time.monotonic()
+        self.last_beat = time.monotonic()
+        """When the worker row was last touched (registration counts): the heartbeat-age gauge."""
 
     def start(self) -> None:
         """Start the thread."""
@@ -61,6 +64,7 @@ class Heartbeat:
             if now >= next_beat:
                 try:
                     self.store.heartbeat(self.identity.id, self.status())
+                    self.last_beat = time.monotonic()
                     next_beat = now + self.heartbeat_interval
                 except Exception as exc:  # the database is away; try again next tick
                     log.warning("heartbeat failed: %s", exc)
@@ -79,7 +83,11 @@ class Heartbeat:
                 for a in active:
                     if not a.lease_lost:
                         a.lease_lost = True
-                        log.error("run %s: lease expired while renewals failed", a.run.run_id)
+                        log.error(
+                            "run %s: lease expired while renewals failed",
+                            a.run.run_id,
+                            extra=logs.run_fields(a.run, self.identity.id),
+                        )
             return
         self._last_renewed = now
         by_id: dict[uuid.UUID, ActiveRun] = {a.run.run_id: a for a in active}
@@ -91,9 +99,17 @@ class Heartbeat:
                     # its outcome is being written (or just was, which ends the lease): the
                     # finisher reports a rejected outcome itself, so no false alarm here
                     continue
-                log.warning("run %s: lease taken over; its outcome will not be written", run_id)
+                log.warning(
+                    "run %s: lease taken over; its outcome will not be written",
+                    run_id,
+                    extra=logs.run_fields(lost.run, self.identity.id),
+                )
         for run_id in report.cancel_requested:
             target = by_id.get(run_id)
             if target is not None and not target.cancel_requested:
-                log.info("run %s: cancellation requested", run_id)
+                log.info(
+                    "run %s: cancellation requested",
+                    run_id,
+                    extra=logs.run_fields(target.run, self.identity.id),
+                )
                 target.request_cancel(self.loop)

@@ -25,7 +25,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import Any
 
+from taskrt import logs, metrics
 from taskrt._version import __version__
 from taskrt.exceptions import ValidationError
 from taskrt.handlers import check_queue_name
@@ -39,6 +41,7 @@ from taskrt.worker.execution import ActiveRun, RunExecutor
 from taskrt.worker.finisher import Finisher
 from taskrt.worker.heartbeat import Heartbeat
 from taskrt.worker.maintenance import Maintenance
+from taskrt.worker.pipeline import MAX_IN_FLIGHT, ClaimSequencer
 from taskrt.worker.slots import SlotPool
 from taskrt.worker.threads import HandlerThreads
 
@@ -132,6 +135,11 @@ class Worker:
         prefetch = options.concurrency if options.prefetch is None else options.prefetch
         self.slots: SlotPool[ActiveRun] = SlotPool(options.concurrency, prefetch)
         self.threads = HandlerThreads()
+        # backends that lease and claim in two stages (Redis) claim beside the next lease
+        self._lease = getattr(backend, "lease", None)
+        self._claim = getattr(backend, "claim", None)
+        self._claimers = HandlerThreads(name="taskrt-claimer")
+        self._sequencer = ClaimSequencer()
         self._held: dict[uuid.UUID, ActiveRun] = {}
         self._held_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -195,7 +203,10 @@ class Worker:
                 "run %s: outcome %r rejected: the lease was taken over (late completion)",
                 fenced.run.run_id,
                 fenced.status,
+                extra=logs.run_fields(fenced.run, self.id),
             )
+        metrics.runs_written(report.won, actives)
+        logs.log_outcomes(log, report.won, self.id)
         observers = self.runtime.observers
         for f in report.won:
             if f.status == "failed" and f.retry_delay is not None and observers.has("on_retry"):
@@ -315,29 +326,62 @@ class Worker:
         if prepare is not None:
             prepare(self.options.queues)
         batch = self.settings.fetch_batch
+        two_stage = self._lease is not None and self._claim is not None
         backoff = 0.1
         while not self._stopping.is_set():
+            if two_stage and not self._sequencer.wait_below(MAX_IN_FLIGHT, timeout=1.0):
+                continue
             room = self.slots.wait_room(timeout=1.0)
             if self._stopping.is_set():
                 break
             if room <= 0:
                 continue
             try:
-                runs = self.backend.acquire(self._queue_order(), min(room, batch), self.identity)
+                got = self._fetch(min(room, batch), two_stage)
                 backoff = 0.1
             except Exception as exc:  # Redis or the database is away: back off and retry
                 log.error("fetching failed: %s; retrying in %.1f s", exc, backoff)
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            if not runs:
+            if not got:
                 self.backend.wait_for_work(self.options.queues, IDLE_WAIT)
-                continue
+
+    def _fetch(self, limit: int, two_stage: bool) -> int:
+        """Fetch up to ``limit`` runs; returns how many were leased or claimed."""
+        if not two_stage:
+            runs = self.backend.acquire(self._queue_order(), limit, self.identity)
             self._take(runs)
+            return len(runs)
+        assert self._lease is not None
+        leased = self._lease(self._queue_order(), limit, self.identity)
+        if len(leased):
+            self.slots.reserve(len(leased))
+            self._claimers.run(self._claim_leased, self._sequencer.ticket(), leased)
+        return len(leased)
+
+    def _claim_leased(self, ticket: int, leased: Any) -> None:
+        assert self._claim is not None
+        try:
+            runs: list[ClaimedRun] = self._claim(leased, self.identity)
+        except Exception as exc:  # the leases expire and the reaper puts the runs back
+            log.error("claiming %d leased run(s) failed: %s", len(leased), exc)
+            runs = []
+        actives = [ActiveRun(run=run) for run in runs]
+
+        def release() -> None:
+            with self._held_lock:
+                for active in actives:
+                    self._held[active.run.run_id] = active
+            for active in self.slots.arrive(len(leased), actives):
+                self.executor.start(active)
+
+        self._sequencer.complete(ticket, release)
 
     def _shutdown(self) -> None:
         self._status = WorkerStatus.DRAINING
         grace_end = time.monotonic() + self.options.shutdown_grace
+        self._sequencer.wait_idle(max(grace_end - time.monotonic(), 1.0))  # claims on their way
         # prefetched runs never started: hand them back at once
         self._hand_back([a for a in self.slots.take_buffer() if a.hand_back()], "prefetched")
         self.slots.wait_idle(max(grace_end - time.monotonic(), 0.0))

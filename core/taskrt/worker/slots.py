@@ -22,6 +22,7 @@ class SlotPool(Generic[T]):
         self.capacity = capacity
         self.prefetch = prefetch
         self._busy = 0
+        self._reserved = 0
         self._buffer: deque[T] = deque()
         self._cond = threading.Condition()
         # wake a waiting fetcher only once a batch worth of room opened (or the worker ran
@@ -39,8 +40,23 @@ class SlotPool(Generic[T]):
         return len(self._buffer)
 
     def room(self) -> int:
-        """How many more items may be taken now (free slots plus free buffer places)."""
-        return self.capacity + self.prefetch - self._busy - len(self._buffer)
+        """How many more items may be taken now (free slots plus free buffer places, less
+        what is reserved for items on their way)."""
+        return self.capacity + self.prefetch - self._busy - len(self._buffer) - self._reserved
+
+    def reserve(self, count: int) -> None:
+        """Hold room for ``count`` items that are still on their way (being claimed)."""
+        with self._cond:
+            self._reserved += count
+
+    def arrive(self, reserved: int, items: list[T]) -> list[T]:
+        """Items for which ``reserved`` places were held have arrived (fewer, if some fell
+        away): release the reservation and take them, in one step. Returns those to start."""
+        with self._cond:
+            self._reserved -= reserved
+            start = self._offer_locked(items)
+            self._cond.notify_all()
+        return start
 
     def wait_room(self, timeout: float) -> int:
         """Wait up to ``timeout`` seconds for room; return how much there is. While slots are
@@ -53,14 +69,17 @@ class SlotPool(Generic[T]):
     def offer(self, items: list[T]) -> list[T]:
         """Take ``items`` in order: those that get a slot are returned (start them), the rest
         wait in the buffer."""
-        start: list[T] = []
         with self._cond:
-            for item in items:
-                if self._busy < self.capacity:
-                    self._busy += 1
-                    start.append(item)
-                else:
-                    self._buffer.append(item)
+            return self._offer_locked(items)
+
+    def _offer_locked(self, items: list[T]) -> list[T]:
+        start: list[T] = []
+        for item in items:
+            if self._busy < self.capacity:
+                self._busy += 1
+                start.append(item)
+            else:
+                self._buffer.append(item)
         return start
 
     def done(self) -> T | None:

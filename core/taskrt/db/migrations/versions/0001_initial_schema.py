@@ -210,7 +210,6 @@ def upgrade() -> None:
 
     op.create_table(
         "outbox",
-        sa.Column("id", BIGINT_ID, autoincrement=True, nullable=False),
         sa.Column("run_id", sa.Uuid(), nullable=False),
         sa.Column("queue_name", sa.String(length=64), nullable=False),
         sa.Column("available_at", UTCDateTime(timezone=True), nullable=False),
@@ -218,10 +217,8 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["run_id"], ["task_runs.id"], name=op.f("fk_outbox_run_id_task_runs"), ondelete="CASCADE"
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
+        sa.PrimaryKeyConstraint("run_id", name=op.f("pk_outbox")),
     )
-    op.create_index("ix_outbox_created_at", "outbox", ["created_at"])
-    op.create_index("ix_outbox_run_id", "outbox", ["run_id"])
 
     op.create_table(
         "schedule_fires",

@@ -1,0 +1,145 @@
+"""The ``jwt`` auth backend itself (imported by :mod:`taskrt_plugins.auth_jwt` only when a
+process builds the backend, so workers never load PyJWT and cryptography).
+
+Bearer JSON Web Tokens signed with HS256 or RS256.
+
+Configured by settings: ``TASKRT_JWT_SECRET`` selects HS256 with that shared secret,
+``TASKRT_JWT_PUBLIC_KEY`` (PEM text or a file path) selects RS256. The one algorithm configured
+is the only one accepted, so neither ``alg: none`` nor an HS256 token "signed" with the RS256
+public key can pass. ``exp`` and ``sub`` are required; ``iss`` and ``aud`` are checked when
+``TASKRT_JWT_ISSUER`` / ``TASKRT_JWT_AUDIENCE`` are set; the role is read from the claim named by
+``TASKRT_JWT_ROLE_CLAIM`` (default ``role``).
+
+Verification is PyJWT's: signature checking is security code that should not be written again.
+A bearer token that is not a JWT at all is "not mine" (None), so an API key can follow it in the
+chain; a JWT that fails any check is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from taskrt.auth import (
+    AuthContext,
+    AuthenticationFailed,
+    Credentials,
+    Identity,
+    Role,
+)
+from taskrt.exceptions import ConfigurationError
+from taskrt.settings import Settings
+
+log = logging.getLogger("taskrt.auth.jwt")
+
+MIN_SECRET_BYTES = 32
+"""RFC 7518 section 3.2: an HS256 key must be at least as long as the hash (256 bits)."""
+
+
+def load_public_key(value: str) -> RSAPublicKey:
+    """An RSA public key from PEM text or from the file that ``value`` names."""
+    text = value if value.lstrip().startswith("-----BEGIN") else _read(value)
+    try:
+        key = serialization.load_pem_public_key(text.encode("ascii"))
+    except (ValueError, TypeError, UnicodeEncodeError) as exc:
+        raise ConfigurationError(f"TASKRT_JWT_PUBLIC_KEY is not a PEM public key: {exc}") from None
+    if not isinstance(key, RSAPublicKey):
+        raise ConfigurationError("TASKRT_JWT_PUBLIC_KEY must be an RSA public key (for RS256)")
+    return key
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text("ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(
+            f"TASKRT_JWT_PUBLIC_KEY is neither PEM text nor a readable PEM file: {exc}"
+        ) from None
+
+
+class JwtBackend:
+    """Verifies bearer JWTs with one pinned algorithm."""
+
+    def __init__(
+        self,
+        key: str | RSAPublicKey,
+        algorithm: str,
+        *,
+        issuer: str | None = None,
+        audience: str | None = None,
+        role_claim: str = "role",
+    ) -> None:
+        self.key = key
+        self.algorithm = algorithm
+        self.issuer = issuer
+        self.audience = audience
+        self.role_claim = role_claim
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JwtBackend:
+        """The backend the ``jwt_*`` settings describe; ConfigurationError if they do not."""
+        secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
+        if secret and settings.jwt_public_key:
+            raise ConfigurationError(
+                "set TASKRT_JWT_SECRET (HS256) or TASKRT_JWT_PUBLIC_KEY (RS256), not both"
+            )
+        common: dict[str, Any] = {
+            "issuer": settings.jwt_issuer,
+            "audience": settings.jwt_audience,
+            "role_claim": settings.jwt_role_claim,
+        }
+        if secret:
+            if len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
+                raise ConfigurationError(
+                    f"TASKRT_JWT_SECRET is too short: HS256 needs at least {MIN_SECRET_BYTES} "
+                    "bytes of secret"
+                )
+            return cls(secret, "HS256", **common)
+        if settings.jwt_public_key:
+            return cls(load_public_key(settings.jwt_public_key), "RS256", **common)
+        raise ConfigurationError(
+            "the jwt auth backend needs TASKRT_JWT_SECRET (HS256) or TASKRT_JWT_PUBLIC_KEY (RS256)"
+        )
+
+    @classmethod
+    def from_context(cls, context: AuthContext) -> JwtBackend:
+        """The factory registered as ``jwt``."""
+        return cls.from_settings(context.settings)
+
+    def authenticate(self, credentials: Credentials) -> Identity | None:
+        """The token's identity; None when the bearer token is not a JWT; AuthenticationFailed
+        when it is one that fails a check."""
+        token = credentials.bearer_token()
+        if token is None or token.count(".") != 2:
+            return None
+        try:
+            jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            return None  # three dotted parts but no JWT header: somebody else's token
+        try:
+            claims = jwt.decode(
+                token,
+                self.key,
+                algorithms=[self.algorithm],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "sub"]},
+            )
+        except jwt.InvalidTokenError as exc:
+            raise AuthenticationFailed(f"JWT refused: {exc}") from None
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject:
+            raise AuthenticationFailed("JWT refused: sub must be a non-empty string")
+        try:
+            role = Role(str(claims.get(self.role_claim)))
+        except ValueError:
+            raise AuthenticationFailed(
+                f"JWT refused: claim {self.role_claim!r} must be one of "
+                f"{', '.join(r.value for r in Role)}"
+            ) from None
+        return Identity(subject=subject, role=role, backend="jwt")
