@@ -3,7 +3,6 @@ API on the embedded SQLite default, runs tasks and schedules, and stops cleanly 
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
@@ -20,23 +19,13 @@ import pytest
 
 from taskrt.db.engine import create_engine
 from taskrt.store import Store
-from tests.support.procs import TASKRT, wait_for
+from tests.support.procs import TASKRT, bare_env, wait_for
 
 pytestmark = pytest.mark.slow
 
 URL_LINE = re.compile(r"^\s*API:\s+(http://\S+)", re.MULTILINE)
 KEY_LINE = re.compile(r"^\s*API key:\s+(trk_[0-9a-f]{8}_[A-Za-z0-9_-]{43})\s*$", re.MULTILINE)
 STOP_WITHIN = 10.0
-
-
-def bare_env() -> dict[str, str]:
-    """This environment without any taskrt setting or the platform fallbacks."""
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("TASKRT_")
-        and k not in {"DATABASE_URL", "REDIS_URL", "PYTHONPATH", "VIRTUAL_ENV"}
-    }
 
 
 @dataclass

@@ -20,7 +20,6 @@ it does not skip.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -31,6 +30,7 @@ import pytest
 import sqlalchemy as sa
 
 from taskrt.db.engine import create_engine
+from tests.support.procs import bare_env
 
 pytestmark = pytest.mark.slow
 
@@ -38,16 +38,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TASKRT = Path(sys.executable).with_name("taskrt")
 TASKS = 60
 TIMEOUT = 300
-
-
-def bare_env() -> dict[str, str]:
-    """This environment without any taskrt setting, the platform fallbacks or a Python path."""
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("TASKRT_")
-        and k not in {"DATABASE_URL", "REDIS_URL", "PYTHONPATH", "VIRTUAL_ENV"}
-    }
 
 
 def fresh_copy(target: Path) -> Path:

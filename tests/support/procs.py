@@ -15,6 +15,23 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TASKRT = str(Path(sys.executable).with_name("taskrt"))
 
 
+#: Variables a fresh shell would not have: taskrt's platform fallbacks, this checkout's
+#: Python path and virtualenv, and the parent ``make``'s state (``make test`` runs pytest).
+NOT_IN_A_FRESH_SHELL = frozenset(
+    {"DATABASE_URL", "REDIS_URL", "PYTHONPATH", "VIRTUAL_ENV", "MAKELEVEL", "MAKEFLAGS", "MFLAGS"}
+)
+
+
+def bare_env() -> dict[str, str]:
+    """This environment as a newcomer's fresh shell would have it: no ``TASKRT_*`` setting,
+    no platform fallbacks, no Python path and no enclosing ``make``."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TASKRT_") and k not in NOT_IN_A_FRESH_SHELL
+    }
+
+
 def service_env(
     database_url: str,
     *,

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -17,19 +18,6 @@ from taskrt.queue.base import ClaimedRun, DispatchEntry, FinishReport, LostRun, 
 from taskrt.store.base import OUTBOX, RUNS, TASKS, StoreBase, dumps
 from taskrt.store.claims import CLAIM_BY_IDS_PG, claim, claimed_from_tuple
 from taskrt.store.tasks import dispatch_entry
-
-# One statement updates a whole batch of runs, each row with its own values and its own fence.
-_FINISH_COLUMNS = (
-    "id",
-    "token",
-    "status",
-    "result_json",
-    "error_type",
-    "error_message",
-    "error_traceback",
-    "reason",
-    "delay",
-)
 
 _FINISH_SQLITE = sa.text(
     """
@@ -167,6 +155,31 @@ class RunState:
     lease_token: str | None
     lease_expired: bool
     available_at: datetime
+
+
+RUN_STATE_COLUMNS = (
+    RUNS.c.id,
+    RUNS.c.task_id,
+    RUNS.c.status,
+    RUNS.c.queue_name,
+    RUNS.c.attempt,
+    RUNS.c.lease_token,
+    RUNS.c.available_at,
+)
+
+
+def run_state(row: Any, lease_expired: bool) -> RunState:
+    """A RunState from a row of RUN_STATE_COLUMNS."""
+    return RunState(
+        run_id=row.id,
+        task_id=row.task_id,
+        status=row.status,
+        queue=row.queue_name,
+        attempt=row.attempt,
+        lease_token=row.lease_token,
+        lease_expired=lease_expired,
+        available_at=row.available_at,
+    )
 
 
 class RunStore(StoreBase):
@@ -454,30 +467,12 @@ class RunStore(StoreBase):
         """The store's view of ``run_ids`` (unknown ids are left out)."""
         if not run_ids:
             return {}
-        stmt = sa.select(
-            RUNS.c.id,
-            RUNS.c.task_id,
-            RUNS.c.status,
-            RUNS.c.queue_name,
-            RUNS.c.attempt,
-            RUNS.c.lease_token,
-            RUNS.c.available_at,
-            sa.case((RUNS.c.lease_expires_at < db_now(), True), else_=False).label("lease_expired"),
-        ).where(RUNS.c.id.in_(list(run_ids)))
+        expired = sa.case((RUNS.c.lease_expires_at < db_now(), True), else_=False)
+        stmt = sa.select(*RUN_STATE_COLUMNS, expired.label("lease_expired")).where(
+            RUNS.c.id.in_(list(run_ids))
+        )
         with self.connection() as conn:
-            return {
-                row.id: RunState(
-                    run_id=row.id,
-                    task_id=row.task_id,
-                    status=row.status,
-                    queue=row.queue_name,
-                    attempt=row.attempt,
-                    lease_token=row.lease_token,
-                    lease_expired=bool(row.lease_expired),
-                    available_at=row.available_at,
-                )
-                for row in conn.execute(stmt)
-            }
+            return {row.id: run_state(row, bool(row.lease_expired)) for row in conn.execute(stmt)}
 
     def mark_lost(
         self, states: Sequence[RunState], *, poison_budget: int, with_outbox: bool

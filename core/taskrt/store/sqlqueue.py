@@ -19,7 +19,7 @@ from taskrt.db.types import db_now
 from taskrt.queue.base import ClaimedRun, QueueCounts
 from taskrt.store.base import QUEUES, RUNS, TASKS, StoreBase
 from taskrt.store.claims import CLAIM_NEXT_PG, claim, claimed_from_tuple
-from taskrt.store.runs import RunState
+from taskrt.store.runs import RUN_STATE_COLUMNS, RunState, run_state
 
 
 class SqlQueueStore(StoreBase):
@@ -91,33 +91,13 @@ class SqlQueueStore(StoreBase):
     def expired_running(self, limit: int = 500) -> list[RunState]:
         """Running runs whose lease deadline has passed by the database clock."""
         stmt = (
-            sa.select(
-                RUNS.c.id,
-                RUNS.c.task_id,
-                RUNS.c.status,
-                RUNS.c.queue_name,
-                RUNS.c.attempt,
-                RUNS.c.lease_token,
-                RUNS.c.available_at,
-            )
+            sa.select(*RUN_STATE_COLUMNS)
             .where(RUNS.c.status == "running", RUNS.c.lease_expires_at < db_now())
             .order_by(RUNS.c.lease_expires_at)
             .limit(limit)
         )
         with self.connection() as conn:
-            return [
-                RunState(
-                    run_id=row.id,
-                    task_id=row.task_id,
-                    status=row.status,
-                    queue=row.queue_name,
-                    attempt=row.attempt,
-                    lease_token=row.lease_token,
-                    lease_expired=True,
-                    available_at=row.available_at,
-                )
-                for row in conn.execute(stmt)
-            ]
+            return [run_state(row, lease_expired=True) for row in conn.execute(stmt)]
 
     def queue_counts(self, queues: Sequence[str] | None = None) -> list[QueueCounts]:
         """Ready, delayed, running and dead-lettered counts and the paused flag per queue."""
