@@ -4,7 +4,8 @@ The workers start first and run a few tasks (so start-up, imports and connection
 timed, and their idle RSS can be read); then the queue is paused, filled with ``enqueue_many``
 and ANALYZEd, and resumed: the clock runs from the resume until every task's run is
 ``succeeded`` in the store (polled every 50 ms). The worker processes' RSS is sampled at each
-poll.
+poll, and the CPU time the workers, PostgreSQL and Redis used over the drain is read from /proc
+(``cpu_us_per_task``: where the machine's time went, per task).
 
 Run ``python -m bench.drain [--tasks N] [--workers W] [--concurrency C] [--backend B]``.
 """
@@ -22,6 +23,8 @@ import sqlalchemy as sa
 
 from bench.env import (
     QUEUE,
+    cpu_snapshot,
+    cpu_used,
     rss_bytes,
     succeeded_runs,
     target_for,
@@ -79,6 +82,7 @@ def measure(
         fill(client, tasks)
         analyze(engine)
         samples: list[list[int]] = [[] for _ in procs]
+        cpu_before = cpu_snapshot([p.pid for p in procs])
         started = time.perf_counter()
         service.resume(QUEUE)
         while True:
@@ -90,6 +94,7 @@ def measure(
             done = succeeded_runs(engine) - WARMUP
             elapsed = time.perf_counter() - started
             if done >= tasks:
+                cpu = cpu_used(cpu_before, cpu_snapshot([p.pid for p in procs]))
                 break
             if elapsed > timeout:
                 raise RuntimeError(f"{backend} drain stalled at {done} of {tasks} tasks")
@@ -106,6 +111,7 @@ def measure(
         "rss_idle_mib": [_mib(v) for v in idle],
         "rss_load_peak_mib": [_mib(max(s)) for s in loaded],
         "rss_load_median_mib": [_mib(statistics.median(s)) for s in loaded],
+        "cpu_us_per_task": {group: used / tasks * 1e6 for group, used in sorted(cpu.items())},
     }
 
 

@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +151,61 @@ def rss_bytes(pid: int) -> int | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     return None
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU seconds process ``pid`` has used (/proc/<pid>/stat), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def server_pids() -> dict[int, str]:
+    """The local PostgreSQL and Redis server processes (``postgresql`` or ``redis`` by pid),
+    found by their command lines: every backend, the WAL writer and checkpointer included."""
+    found: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if command.startswith("postgres"):
+            found[int(entry)] = "postgresql"
+        elif command.startswith("redis-server"):
+            found[int(entry)] = "redis"
+    return found
+
+
+def cpu_snapshot(worker_pids: Sequence[int]) -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of the worker processes and the servers, by pid."""
+    groups = dict.fromkeys(worker_pids, "worker") | server_pids()
+    snapshot: dict[int, tuple[str, float]] = {}
+    for pid, group in groups.items():
+        used = cpu_seconds(pid)
+        if used is not None:
+            snapshot[pid] = (group, used)
+    return snapshot
+
+
+def cpu_used(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds used between two snapshots, by group; a process that started in between
+    (a new PostgreSQL backend) counts from zero."""
+    used: dict[str, float] = {}
+    for pid, (group, seconds) in after.items():
+        start = before.get(pid, (group, 0.0))[1]
+        used[group] = used.get(group, 0.0) + max(0.0, seconds - start)
+    return used
 
 
 def succeeded_runs(engine: sa.Engine) -> int:

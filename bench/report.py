@@ -85,6 +85,7 @@ PICKUP_TARGETS = {"redis": (Target("<", 1.5), Target("<", 5.0))}
 RSS_IDLE_TARGET = Target("<=", 80)
 FETCH_RATIO_TARGET = Target("<=", 1.10)
 MEMORY_TARGET = Target("<=", 200)
+CPU_GROUPS = (("worker", "worker"), ("postgresql", "PostgreSQL"), ("redis", "Redis"))
 
 
 def _get(data: Any, *path: str) -> Any:
@@ -118,6 +119,18 @@ def figures(results: dict[str, Any]) -> list[Figure]:
                 DRAIN_TARGETS.get((backend, workers)),
             )
         )
+    for item in results.get("drain", []):
+        if (item["backend"], item["workers"]) != ("redis", 1):
+            continue  # every drain has the split in the JSON; the table shows the main one
+        for group, label in CPU_GROUPS:
+            rows.append(
+                Figure(
+                    f"drain.redis.1.cpu.{group}",
+                    f"CPU per task in Redis drain x1: {label}",
+                    "us",
+                    _get(item, "cpu_us_per_task", group),
+                )
+            )
     for item in results.get("pickup", []):
         backend = item["backend"]
         p50_target, p99_target = PICKUP_TARGETS.get(backend, (None, None))

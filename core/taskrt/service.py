@@ -105,6 +105,9 @@ class TaskService:
         self.store = store
         self.backend = backend
         self.outbox = OutboxCleaner(store)
+        # task types whose own retry strategy and parameters have been built once without
+        # error: a task that keeps them needs no second check (the registry never changes)
+        self._default_retry_ok: set[str] = set()
 
     def close(self) -> None:
         """Flush pending outbox deletes and release connections."""
@@ -171,10 +174,15 @@ class TaskService:
             retry_params = dict(spec.retry_params)
         else:
             retry_params = dict(task_type.retry_params) if retry == task_type.retry else {}
-        try:
-            self.registry.retry_strategy(retry, retry_params)
-        except ValidationError as exc:
-            problems.extend({**e, "loc": [*loc, *e["loc"]]} for e in exc.errors)
+        uses_default = spec.retry is None and spec.retry_params is None
+        if not (uses_default and task_type.name in self._default_retry_ok):
+            try:
+                self.registry.retry_strategy(retry, retry_params)
+            except ValidationError as exc:
+                problems.extend({**e, "loc": [*loc, *e["loc"]]} for e in exc.errors)
+            else:
+                if uses_default:
+                    self._default_retry_ok.add(task_type.name)
         timeout = task_type.timeout if spec.timeout is None else spec.timeout
         if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
             problems.append(_problem([*loc, "timeout"], "timeout must be > 0 seconds"))

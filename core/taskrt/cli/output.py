@@ -1,20 +1,27 @@
-"""Printing for the CLI: JSON for machines, rich tables for people."""
+"""Printing for the CLI: JSON for machines, rich tables for people.
+
+rich is imported on first use: every command imports this module, and the long-running ones
+(``taskrt worker``, ``taskrt scheduler``) never draw a table, so they should not carry it.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def console() -> Console:
     """A console on standard output; when it is not a terminal (a pipe, a file), tables are
     rendered wide instead of wrapping names at 80 columns."""
+    from rich.console import Console
+
     return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
@@ -25,6 +32,8 @@ def print_json(data: Any) -> None:
 
 def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """Render rows as a table."""
+    from rich.table import Table
+
     table = Table(title=title, show_lines=False, header_style="bold")
     for column in columns:
         table.add_column(column, overflow="fold")

@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -14,15 +14,15 @@ from sqlalchemy.engine import Connection, Engine
 from taskrt.db import models
 from taskrt.exceptions import BackendUnavailableError
 
-TASKS = cast(sa.Table, models.Task.__table__)
-RUNS = cast(sa.Table, models.TaskRun.__table__)
-OUTBOX = cast(sa.Table, models.Outbox.__table__)
-WORKERS = cast(sa.Table, models.Worker.__table__)
-AUDIT = cast(sa.Table, models.AuditEntry.__table__)
-QUEUES = cast(sa.Table, models.QueueState.__table__)
-SCHEDULES = cast(sa.Table, models.Schedule.__table__)
-FIRES = cast(sa.Table, models.ScheduleFire.__table__)
-API_KEYS = cast(sa.Table, models.ApiKey.__table__)
+TASKS = models.tasks
+RUNS = models.task_runs
+OUTBOX = models.outbox
+WORKERS = models.workers
+AUDIT = models.audit_log
+QUEUES = models.queues
+SCHEDULES = models.schedules
+FIRES = models.schedule_fires
+API_KEYS = models.api_keys
 
 
 def dumps(value: Any) -> str | None:
