@@ -28,7 +28,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from taskrt.queue.base import ClaimedRun, RunFinish
+    from taskrt.queue.base import ClaimedRun, LostRun, RunFinish
     from taskrt.settings import Settings
 
 Service = Literal["api", "worker", "scheduler", "dev", "cli"]
@@ -113,6 +113,46 @@ def log_outcomes(logger: logging.Logger, finishes: Sequence[RunFinish], worker_i
                 run.name,
                 run.attempt,
                 finish.reason,
+                extra=extra,
+            )
+
+
+def log_lost(logger: logging.Logger, lost_runs: Sequence[LostRun]) -> None:
+    """The maintenance loop's lines about runs whose lease expired (WARNING): what happens next,
+    with the task's ids and trace id, so the line joins the lines its worker wrote before it
+    stopped. The worker id is left to the process writing the line (the reaper)."""
+    for lost in lost_runs:
+        extra = {
+            "trace_id": lost.trace_id,
+            "task_id": lost.task_id,
+            "run_id": lost.run_id,
+            "attempt": lost.attempt,
+            "queue": lost.queue,
+            "task_type": lost.task_name,
+            "error_type": "LeaseExpired",
+            "error_message": "the worker stopped renewing its lease (crashed, killed or frozen)",
+        }
+        if lost.outcome == "dead_letter":
+            logger.warning(
+                "task %s (%s) dead-lettered after attempt %d (lost: poison budget spent)",
+                lost.task_id,
+                lost.task_name,
+                lost.attempt,
+                extra=extra,
+            )
+        elif lost.outcome == "cancelled":
+            logger.warning(
+                "run %s of %s lost (lease expired); the task was cancelled",
+                lost.run_id,
+                lost.task_name,
+                extra=extra,
+            )
+        else:
+            logger.warning(
+                "run %s of %s lost (lease expired); attempt %d follows",
+                lost.run_id,
+                lost.task_name,
+                lost.attempt + 1,
                 extra=extra,
             )
 

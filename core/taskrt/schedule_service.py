@@ -134,11 +134,16 @@ class ScheduleService:
         payload: Any = None,
         set_payload: bool = False,
         queue: str | None = None,
+        max_retries: int | None = None,
+        retry: str | None = None,
+        retry_params: Mapping[str, Any] | None = None,
         actor: Actor | None = None,
     ) -> ScheduleRecord:
         """Change a schedule. A new cron expression or zone takes effect from now; enabling
         again keeps the stored next fire time, so slots missed while disabled follow the
-        misfire policy."""
+        misfire policy. New template settings (payload, queue, retries) apply to the tasks
+        fired from now on. A new ``retry`` without ``retry_params`` starts from none; new
+        ``retry_params`` alone apply to the current strategy."""
         current = self.store.get_schedule(schedule_id)
         changes: dict[str, Any] = {}
         template: dict[str, Any] = {}
@@ -155,15 +160,25 @@ class ScheduleService:
             changes["name"] = name
         if enabled is not None:
             changes["enabled"] = enabled
-        if set_payload or queue is not None:
+        retry_changed = retry is not None or retry_params is not None
+        if set_payload or queue is not None or max_retries is not None or retry_changed:
+            if retry_params is None and retry is None:
+                retry_params = current.retry_params
             checked = self.tasks.prepare(
                 EnqueueSpec(
                     name=current.task_name,
                     payload=payload if set_payload else current.payload,
                     queue=queue or current.queue,
+                    max_retries=current.max_retries if max_retries is None else max_retries,
+                    retry=retry or current.retry,
+                    retry_params=retry_params if retry_params is not None else {},
                 )
             )
             template.update(payload=checked.payload, queue_name=checked.queue)
+            if max_retries is not None:
+                template["max_retries"] = checked.max_retries
+            if retry_changed:
+                template.update(retry_strategy=checked.retry, retry_params=checked.retry_params)
         if not changes and not template:
             return current
         action = "schedule.update"

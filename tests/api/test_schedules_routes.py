@@ -189,6 +189,10 @@ def test_patch_changes_what_it_is_given(api: Api) -> None:
         ({"misfire_policy": "never"}, ["body", "misfire_policy"]),
         ({"task": "example.sleep"}, ["body", "task"]),
         ({"payload": "not an object"}, ["body", "payload"]),
+        ({"max_retries": -1}, ["body", "max_retries"]),
+        ({"retry": "nope"}, ["body", "retry"]),
+        ({"retry": None}, ["body", "retry"]),
+        ({"retry_params": {"delay": -5}}, ["body", "retry_params", "delay"]),
     ],
 )
 def test_a_bad_patch_is_a_422_and_changes_nothing(
@@ -200,6 +204,28 @@ def test_a_bad_patch_is_a_422_and_changes_nothing(
     assert loc in [e["loc"] for e in response.json()["errors"]]
     assert api.client.get(f"{URL}/{created['id']}", headers=api.auth("reader")).json() == created
     assert db.scalar("SELECT count(*) FROM audit_log WHERE action <> 'schedule.create'") == 0
+
+
+def test_patched_retry_settings_reach_the_tasks_fired_afterwards(api: Api) -> None:
+    created = _create(api, cron="* * * * * *")  # every second
+    url, admin = f"{URL}/{created['id']}", api.auth("admin")
+    changed = api.client.patch(
+        url, json={"max_retries": 7, "retry": "fixed", "retry_params": {"delay": 3}}, headers=admin
+    ).json()
+    assert (changed["max_retries"], changed["retry"], changed["retry_params"]) == (
+        7,
+        "fixed",
+        {"delay": 3},
+    )
+    # new parameters alone keep the strategy; a new strategy alone starts from no parameters
+    params_only = api.client.patch(url, json={"retry_params": {"delay": 9}}, headers=admin).json()
+    assert (params_only["retry"], params_only["retry_params"]) == ("fixed", {"delay": 9})
+    assert params_only["max_retries"] == 7
+    task_id = _fire_once(api, uuid.UUID(created["id"]))
+    task = api.client.get(f"/api/v1/tasks/{task_id}", headers=admin).json()
+    assert (task["max_retries"], task["retry"], task["retry_params"]) == (7, "fixed", {"delay": 9})
+    strategy_only = api.client.patch(url, json={"retry": "none"}, headers=admin).json()
+    assert (strategy_only["retry"], strategy_only["retry_params"]) == ("none", {})
 
 
 def test_delete_removes_the_schedule_but_not_the_tasks_it_fired(api: Api, db: Db) -> None:

@@ -55,12 +55,15 @@ def test_success_is_recorded_once_and_the_queue_empties(stack: Stack) -> None:
 
 
 def test_a_taken_over_lease_fences_the_late_outcome(stack: Stack) -> None:
-    (task_id,) = enqueue(stack, queue="fence")
+    (task_id,) = enqueue(stack, queue="fence", trace_id="trace-fence")
     slow = worker(ttl=0.3)
     (run,) = stack.backend.acquire(["fence"], 1, slow)
     time.sleep(0.5)
     report = stack.backend.maintain()
     assert report.reaped_lost == 1
+    (lost,) = report.lost  # what the reaper's log line is written from
+    assert (lost.task_id, lost.run_id, lost.outcome) == (task_id, run.run_id, "retry")
+    assert lost.trace_id == "trace-fence"
     fast = worker()
     (retry,) = stack.backend.acquire(["fence"], 1, fast)
     assert retry.attempt == 2

@@ -14,7 +14,7 @@ import pytest
 
 from taskrt import logs
 from taskrt.context import TaskContext
-from taskrt.queue.base import ClaimedRun, RunFinish
+from taskrt.queue.base import ClaimedRun, LostRun, RunFinish
 
 
 def _run(trace_id: str | None = "trace-1") -> ClaimedRun:
@@ -184,6 +184,37 @@ def test_outcome_lines_name_retries_and_dead_letters() -> None:
     assert dead_line["level"] == "WARNING"
     assert "dead-lettered" in dead_line["message"]
     assert dead_line["trace_id"] == "trace-1"
+
+
+def test_lost_run_lines_carry_the_task_trace_id_and_say_what_follows() -> None:
+    task_id, run_id = uuid.uuid4(), uuid.uuid4()
+    lost = [
+        LostRun(run_id, task_id, "mail.send", "high", 2, None, "retry", "trace-9"),
+        LostRun(run_id, task_id, "mail.send", "high", 3, None, "dead_letter", "trace-9"),
+        LostRun(run_id, task_id, "mail.send", "high", 1, None, "cancelled", None),
+    ]
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger = logging.getLogger("taskrt.test.lost")
+    logger.addHandler(Keep())
+    logs.log_lost(logger, lost)
+    retry, dead, cancelled = (_json(r) for r in records)
+    assert all(line["level"] == "WARNING" for line in (retry, dead, cancelled))
+    assert "lost (lease expired); attempt 3 follows" in retry["message"]
+    assert "dead-lettered after attempt 3" in dead["message"]
+    assert "cancelled" in cancelled["message"]
+    for line in (retry, dead):
+        assert line["trace_id"] == "trace-9"
+        assert line["task_id"] == str(task_id)
+        assert line["run_id"] == str(run_id)
+        assert line["task_type"] == "mail.send"
+        assert line["queue"] == "high"
+        assert line["error"]["type"] == "LeaseExpired"
+    assert "trace_id" not in cancelled  # a task without a trace id gets no empty field
 
 
 def test_text_lines_put_the_ids_after_the_message() -> None:

@@ -331,8 +331,9 @@ class ScheduleCreate(BaseModel):
 class ScheduleUpdate(BaseModel):
     """What to change; fields left out stay as they are. A new ``cron`` or ``timezone`` takes
     effect from now; ``enabled: true`` keeps the stored next fire time, so slots missed while
-    the schedule was disabled follow its misfire policy. ``payload`` and ``queue`` are checked
-    against the task type as at creation."""
+    the schedule was disabled follow its misfire policy. ``payload``, ``queue`` and the retry
+    settings are checked against the task type as at creation; tasks already fired keep
+    theirs."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -356,6 +357,15 @@ class ScheduleUpdate(BaseModel):
     name: PlainText = _optional("A new label.")
     payload: Any = _optional("A new payload (`null` included), checked by the task type.")
     queue: QueueName = _optional("A new queue for the tasks it fires.")
+    max_retries: Annotated[int, Field(ge=0, le=1000)] = _optional(
+        "Retries after the first attempt, for the tasks it fires from now on."
+    )
+    retry: StrategyName = _optional(
+        "A new retry strategy; without `retry_params` it starts from no parameters."
+    )
+    retry_params: dict[str, Any] = _optional(
+        "New parameters of the retry strategy (the current strategy unless `retry` is given)."
+    )
 
     @model_validator(mode="after")
     def _something_to_change(self) -> ScheduleUpdate:

@@ -142,6 +142,8 @@ class LostRun:
     """The retry; None when the task was dead-lettered or had been asked to cancel."""
     outcome: str = "retry"
     """``retry``, ``dead_letter`` (poison budget spent) or ``cancelled``."""
+    trace_id: str | None = None
+    """The task's trace id, so the reaper's log line joins the task's other lines."""
 
 
 @dataclass(slots=True)

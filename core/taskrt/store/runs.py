@@ -509,7 +509,12 @@ class RunStore(StoreBase):
                     sa.update(TASKS)
                     .where(TASKS.c.id == state.task_id)
                     .values(lost_runs=TASKS.c.lost_runs + 1, updated_at=db_now())
-                    .returning(TASKS.c.lost_runs, TASKS.c.name, TASKS.c.cancel_requested_at)
+                    .returning(
+                        TASKS.c.lost_runs,
+                        TASKS.c.name,
+                        TASKS.c.cancel_requested_at,
+                        TASKS.c.trace_id,
+                    )
                 ).one()
                 if task.cancel_requested_at is not None:
                     conn.execute(
@@ -526,6 +531,7 @@ class RunStore(StoreBase):
                             state.attempt,
                             None,
                             "cancelled",
+                            task.trace_id,
                         )
                     )
                     continue
@@ -544,6 +550,7 @@ class RunStore(StoreBase):
                             state.attempt,
                             None,
                             "dead_letter",
+                            task.trace_id,
                         )
                     )
                     continue
@@ -554,7 +561,13 @@ class RunStore(StoreBase):
                 (entry,) = self._insert_next_runs(conn, [(uuid7(), stub, 0.0)], with_outbox)  # type: ignore[list-item]
                 results.append(
                     LostRun(
-                        state.run_id, state.task_id, task.name, state.queue, state.attempt, entry
+                        state.run_id,
+                        state.task_id,
+                        task.name,
+                        state.queue,
+                        state.attempt,
+                        entry,
+                        trace_id=task.trace_id,
                     )
                 )
         return results

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 
-from taskrt import metrics
+from taskrt import logs, metrics
 from taskrt.plugins import Observers
 from taskrt.queue.base import MaintenanceReport, QueueBackend
 from taskrt.records import DeadLetterEvent, RetryEvent
@@ -54,6 +54,7 @@ class Maintenance:
                     next_reconcile = now + self.reconcile_interval
                 if report.any():
                     log.info("maintenance: %s", report)
+                logs.log_lost(log, report.lost)
                 metrics.runs_lost(report.lost)
                 self._notify(report)
             except Exception as exc:  # a store or Redis outage: try again next pass
