@@ -75,6 +75,28 @@ def test_a_taken_over_lease_fences_the_late_outcome(stack: Stack) -> None:
     assert [(r.status, r.result) for r in runs] == [("lost", None), ("succeeded", "on time")]
 
 
+def test_a_fenced_run_in_a_batch_does_not_block_or_undo_the_others(stack: Stack) -> None:
+    enqueue(stack, 2, queue="mixed")
+    w = worker(ttl=1.0)
+    run_a, run_b = stack.backend.acquire(["mixed"], 2, w)
+    time.sleep(0.6)
+    assert stack.backend.renew([run_b], w).lost == []  # run_b's lease now outlives run_a's
+    time.sleep(0.6)
+    report = stack.backend.maintain()  # run_a's lease expired: the reaper takes it
+    assert [lost.run_id for lost in report.lost] == [run_a.run_id]
+    outcome = build(stack)
+    batch = stack.backend.finish([outcome.succeeded(run_a, "a"), outcome.succeeded(run_b, "b")], w)
+    assert [f.run.run_id for f in batch.won] == [run_b.run_id]
+    assert [f.run.run_id for f in batch.fenced] == [run_a.run_id]
+    b = stack.service.get(run_b.task_id)
+    assert (b.status, [(r.status, r.result) for r in b.runs]) == (
+        "completed",
+        [("succeeded", "b")],
+    )
+    a = stack.service.get(run_a.task_id)
+    assert [r.status for r in a.runs] == ["lost", "queued"]  # the late outcome wrote nothing
+
+
 def test_retries_follow_the_strategy_then_dead_letter_and_replay(stack: Stack) -> None:
     (task_id,) = enqueue(
         stack, queue="r", max_retries=1, retry="fixed", retry_params={"delay": 0.3}

@@ -96,7 +96,7 @@ def test_garbage_in_the_ready_list_is_dropped_and_real_work_still_flows(
     assert "not a run id" in caplog.text
 
 
-def test_a_fenced_finish_writes_nothing_and_does_not_block_the_batch(
+def test_late_finishes_of_reaped_runs_write_nothing_and_the_retries_still_run(
     service: TaskService, backend: RedisQueueBackend, store: Store
 ) -> None:
     enqueue(service, 2, queue="fence")
