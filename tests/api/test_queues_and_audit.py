@@ -130,6 +130,14 @@ def test_audit_log_filters_and_pages(api: Api) -> None:
         "/api/v1/audit", params={"action": "task.create", "limit": 3}, headers=admin
     ).json()
     assert [r["target_id"] for r in created["items"]] == tasks[:1:-1]
+    newest = created["items"][0]
+    assert (newest["actor"], newest["target_type"], newest["details"]) == (
+        "apikey:producer",
+        "task",
+        {"name": "example.echo", "queue": "default"},
+    )
+    assert newest["client_ip"]
+    assert newest["request_id"]
     more = api.client.get(
         "/api/v1/audit",
         params={"action": "task.create", "cursor": created["next_cursor"]},
@@ -249,7 +257,10 @@ def test_a_failed_request_writes_no_audit_row(api: Api, db: Db) -> None:
 def test_a_request_that_fails_after_writing_its_audit_row_leaves_nothing(
     api: Api, db: Db, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The row is written in the change's own transaction: a failure after it rolls both back."""
+    """The row is written in the change's own transaction: a failure after it rolls both back.
+
+    A dedup key sends the create through the multi-statement transaction (a create without one
+    is a single statement on PostgreSQL, its audit rows included: nothing can fail between)."""
     import taskrt.store.tasks as task_statements
 
     real = task_statements.write_audit
@@ -259,7 +270,9 @@ def test_a_request_that_fails_after_writing_its_audit_row_leaves_nothing(
         raise RuntimeError("the disk caught fire after the audit insert")
 
     monkeypatch.setattr(task_statements, "write_audit", write_then_fail)
-    response = api.client.post("/api/v1/tasks", json=ECHO, headers=api.auth("producer"))
+    response = api.client.post(
+        "/api/v1/tasks", json={**ECHO, "dedup_key": "once"}, headers=api.auth("producer")
+    )
     assert response.status_code == 500
     assert db.scalar("SELECT count(*) FROM audit_log") == 0
     assert db.scalar("SELECT count(*) FROM tasks") == 0

@@ -45,10 +45,16 @@ class ApiState:
         return self.runtime.settings
 
 
-def api_state(request: Request) -> ApiState:
+def state_of(request: Request) -> ApiState:
     """The :class:`ApiState` of the app serving ``request``."""
     state: ApiState = request.app.state.taskrt
     return state
+
+
+async def api_state(request: Request) -> ApiState:
+    """:func:`state_of` as a dependency (``async``: it touches nothing, so it runs on the
+    event loop instead of costing a thread-pool hop)."""
+    return state_of(request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +83,7 @@ class Caller:
         _bearer_token: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
         _api_key_header: Annotated[str | None, Security(_api_key)],
     ) -> CallerInfo:
-        state = api_state(request)
+        state = state_of(request)
         client_ip = request.client.host if request.client else None
         try:
             identity = state.auth.authenticate(credentials_from(request.headers, client_ip))

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from taskrt.api.deps import AdminCaller, ReaderCaller, State, api_state
+from taskrt.api.deps import AdminCaller, ReaderCaller, State, state_of
 from taskrt.api.errors import ProblemResponse, problem_response
 from taskrt.api.openapi import PROBLEMS, problems, role_doc
 from taskrt.api.paging import Cursor, PageLimit, audit_cursor, encode_cursor
@@ -74,8 +74,9 @@ def list_audit(
 
 
 @probes.get("/healthz", response_model=Health, summary="Liveness probe")
-def healthz() -> Health:
-    """The process answers; touches nothing else."""
+async def healthz() -> Health:
+    """The process answers; touches nothing else (so it runs on the event loop, and answers
+    even while every thread of the pool is busy)."""
     return Health()
 
 
@@ -87,7 +88,7 @@ def healthz() -> Health:
 )
 def readyz(request: Request) -> Readiness | ProblemResponse:
     """The database and Redis answer (Redis only when one is configured)."""
-    state = api_state(request)
+    state = state_of(request)
     checks: dict[str, str] = {}
     failed: list[dict[str, Any]] = []
     try:

@@ -7,12 +7,12 @@ the rows. Creating and revoking a key write their audit row in the same transact
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import RowMapping
 
 from taskrt.db.types import db_now, db_now_plus
 from taskrt.exceptions import InvalidStateError, NotFoundError, ValidationError
@@ -53,7 +53,14 @@ class ApiKeyRecord:
         }
 
 
-def _record(row: RowMapping) -> ApiKeyRecord:
+# (the column list comes from the schema in taskrt.db.models, never from input)
+_BY_PREFIX_PG = (
+    f"SELECT {', '.join(c.name for c in API_KEYS.c)} FROM api_keys "  # noqa: S608
+    "WHERE prefix = %(prefix)s"
+)
+
+
+def _record(row: Mapping[Any, Any]) -> ApiKeyRecord:
     return ApiKeyRecord(
         id=row["id"],
         name=row["name"],
@@ -111,7 +118,11 @@ class ApiKeyStore(StoreBase):
         return _record(row)
 
     def api_key_by_prefix(self, prefix: str) -> ApiKeyRecord | None:
-        """The key whose prefix is ``prefix`` (revoked or not), or None."""
+        """The key whose prefix is ``prefix`` (revoked or not), or None. Read on every request
+        an API key authenticates, so PostgreSQL reads it through psycopg directly."""
+        if self.is_postgresql:
+            rows = self.raw_rows(_BY_PREFIX_PG, {"prefix": prefix})
+            return _record(rows[0]) if rows else None
         with self.connection() as conn:
             row = (
                 conn.execute(sa.select(API_KEYS).where(API_KEYS.c.prefix == prefix))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +19,7 @@ from taskrt.ids import uuid7
 from taskrt.queue.base import DispatchEntry
 from taskrt.records import RunRecord, RunStatus, TaskKind, TaskRecord, TaskStatus
 from taskrt.store.audit import Actor, write_audit
-from taskrt.store.base import OUTBOX, RUNS, TASKS, StoreBase, dumps
+from taskrt.store.base import OUTBOX, RUNS, TASKS, StoreBase, dumps, in_utc
 
 _LIVE_DEDUP = sa.text(
     "dedup_key IS NOT NULL AND status IN (" + ", ".join(f"'{s}'" for s in LIVE_TASK_STATUSES) + ")"
@@ -66,6 +66,21 @@ _INSERT_PG_WITH_OUTBOX = sa.text(
     _INSERT_PG_TEMPLATE.format(live_dedup=_LIVE_DEDUP.text, outbox=_OUTBOX_CTE)
 )
 _INSERT_PG_RAW_WITH_OUTBOX = _INSERT_PG_WITH_OUTBOX.text.replace(":batch", "%(batch)s")
+# the audit rows of an HTTP create (one per task created), in the same statement: what
+# write_audit would insert for action task.create
+_AUDIT_CTE = """,
+a AS (
+    INSERT INTO audit_log (actor, action, target_type, target_id, request_id, client_ip, details)
+    SELECT %(actor)s, 'task.create', 'task', t.id::text, %(request_id)s, %(client_ip)s,
+        jsonb_build_object('name', input.name, 'queue', input.queue_name)
+    FROM t JOIN input ON input.id = t.id
+)"""
+_INSERT_PG_RAW_AUDITED = {
+    with_outbox: _INSERT_PG_TEMPLATE.format(
+        live_dedup=_LIVE_DEDUP.text, outbox=(_OUTBOX_CTE if with_outbox else "") + _AUDIT_CTE
+    ).replace(":batch", "%(batch)s")
+    for with_outbox in (False, True)
+}
 _RUN_AVAILABLE_AT = sa.func.coalesce(
     sa.bindparam("due_at", type_=UTCDateTime()),
     db_now_plus(sa.bindparam("delay_s", type_=sa.Float())),
@@ -125,7 +140,7 @@ def _created(item: TaskInsert, placed: tuple[uuid.UUID, datetime] | None) -> Enq
     )
 
 
-def task_from_row(row: RowMapping, runs: Sequence[RunRecord] = ()) -> TaskRecord:
+def task_from_row(row: Mapping[Any, Any], runs: Sequence[RunRecord] = ()) -> TaskRecord:
     """Build a TaskRecord from a ``tasks`` row."""
     return TaskRecord(
         id=row["id"],
@@ -151,7 +166,7 @@ def task_from_row(row: RowMapping, runs: Sequence[RunRecord] = ()) -> TaskRecord
     )
 
 
-def run_from_row(row: RowMapping) -> RunRecord:
+def run_from_row(row: Mapping[Any, Any]) -> RunRecord:
     """Build a RunRecord from a ``task_runs`` row."""
     return RunRecord(
         id=row["id"],
@@ -171,6 +186,16 @@ def run_from_row(row: RowMapping) -> RunRecord:
         outcome_reason=row["outcome_reason"],
         next_retry_at=row["next_retry_at"],
     )
+
+
+# Reading one task and its runs on PostgreSQL through psycopg directly (StoreBase.raw_statement):
+# the API reads a task back after every create, and SQLAlchemy's per-statement result set-up
+# for these wide rows cost more than the statements themselves.
+# (the column lists come from the schema in taskrt.db.models, never from input)
+_TASK_COLUMNS = ", ".join(c.name for c in TASKS.c)
+_RUN_COLUMNS = ", ".join(c.name for c in RUNS.c)
+_GET_TASK_PG = f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = %(id)s"  # noqa: S608
+_GET_RUNS_PG = f"SELECT {_RUN_COLUMNS} FROM task_runs WHERE task_id = %(id)s ORDER BY attempt"  # noqa: S608
 
 
 class TaskStore(StoreBase):
@@ -209,12 +234,19 @@ class TaskStore(StoreBase):
         live task is returned instead (``created=False``). The unique partial index makes this
         race-free: concurrent producers queue on it and all but one find the winner.
         """
-        if self.is_postgresql and actor is None and all(i.dedup_key is None for i in items):
-            # nothing can conflict and there is no audit row: the one statement is the whole
-            # transaction, sent without BEGIN and COMMIT round trips
-            statement = _INSERT_PG_RAW_WITH_OUTBOX if with_outbox else _INSERT_PG_RAW
+        if self.is_postgresql and all(i.dedup_key is None for i in items):
+            # nothing can conflict: the one statement (with the audit rows, if any) is the
+            # whole transaction, sent without BEGIN and COMMIT round trips
+            params: dict[str, Any] = {"batch": self._insert_batch(items)}
+            if actor is None:
+                statement = _INSERT_PG_RAW_WITH_OUTBOX if with_outbox else _INSERT_PG_RAW
+            else:
+                statement = _INSERT_PG_RAW_AUDITED[with_outbox]
+                params.update(
+                    actor=actor.name, request_id=actor.request_id, client_ip=actor.client_ip
+                )
             with self.raw_statement() as raw:
-                rows = raw.execute(statement, {"batch": self._insert_batch(items)}).fetchall()
+                rows = raw.execute(statement, params).fetchall()
             placed = {row[0]: (row[1], row[2]) if row[1] is not None else None for row in rows}
             return [_created(item, placed[item.id]) for item in items]
         with self.transaction() as conn:
@@ -367,6 +399,8 @@ class TaskStore(StoreBase):
     # --- read -----------------------------------------------------------------------------
     def get_task(self, task_id: uuid.UUID, *, runs: bool = True) -> TaskRecord:
         """The task and (by default) all its runs, oldest first; NotFoundError if unknown."""
+        if self.is_postgresql:
+            return self._get_task_pg(task_id, runs=runs)
         with self.connection() as conn:
             row = conn.execute(sa.select(TASKS).where(TASKS.c.id == task_id)).mappings().first()
             if row is None:
@@ -378,6 +412,16 @@ class TaskStore(StoreBase):
                 ).mappings()
                 run_records = [run_from_row(r) for r in run_rows]
         return task_from_row(row, run_records)
+
+    def _get_task_pg(self, task_id: uuid.UUID, *, runs: bool) -> TaskRecord:
+        from psycopg.rows import dict_row
+
+        with self.raw_statement() as raw, raw.cursor(row_factory=dict_row) as cursor:
+            row = cursor.execute(_GET_TASK_PG, {"id": task_id}).fetchone()
+            if row is None:
+                raise NotFoundError(f"no task with id {task_id}")
+            run_rows = cursor.execute(_GET_RUNS_PG, {"id": task_id}).fetchall() if runs else []
+        return task_from_row(in_utc(row), [run_from_row(in_utc(r)) for r in run_rows])
 
     def get_tasks(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, TaskRecord]:
         """Several tasks by id (without runs); unknown ids are left out."""
