@@ -162,8 +162,10 @@ class ScheduleService:
             changes["enabled"] = enabled
         retry_changed = retry is not None or retry_params is not None
         if set_payload or queue is not None or max_retries is not None or retry_changed:
-            if retry_params is None and retry is None:
-                retry_params = current.retry_params
+            if retry_params is not None:
+                params: Mapping[str, Any] = retry_params
+            else:  # a new strategy starts from none; an unchanged one keeps its own
+                params = {} if retry is not None else current.retry_params
             checked = self.tasks.prepare(
                 EnqueueSpec(
                     name=current.task_name,
@@ -171,7 +173,7 @@ class ScheduleService:
                     queue=queue or current.queue,
                     max_retries=current.max_retries if max_retries is None else max_retries,
                     retry=retry or current.retry,
-                    retry_params=retry_params if retry_params is not None else {},
+                    retry_params=params,
                 )
             )
             template.update(payload=checked.payload, queue_name=checked.queue)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +26,7 @@ FIRES = models.schedule_fires
 API_KEYS = models.api_keys
 
 
-def in_utc(row: Mapping[str, Any]) -> dict[str, Any]:
+def _in_utc(row: Mapping[str, Any]) -> dict[str, Any]:
     """A row read through psycopg directly, with its timestamps in UTC as UTCDateTime hands
     them back through SQLAlchemy (psycopg gives them in the session's time zone)."""
     return {k: v.astimezone(UTC) if isinstance(v, datetime) else v for k, v in row.items()}
@@ -110,14 +110,24 @@ class StoreBase:
         except sa.exc.OperationalError as exc:
             raise BackendUnavailableError(f"database error: {exc.orig or exc}") from exc
 
-    def raw_rows(self, statement: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """PostgreSQL only: run one read through :meth:`raw_statement`; its rows as dicts,
-        timestamps in UTC. For hot reads of wide rows, where SQLAlchemy's result set-up costs
-        more than the statement."""
+    @contextmanager
+    def raw_reader(self) -> Iterator[Callable[[str, Mapping[str, Any]], list[dict[str, Any]]]]:
+        """PostgreSQL only: a function running reads on one :meth:`raw_statement` connection;
+        each returns its rows as dicts, timestamps in UTC. For hot reads of wide rows, where
+        SQLAlchemy's result set-up costs more than the statement."""
         from psycopg.rows import dict_row
 
         with self.raw_statement() as raw, raw.cursor(row_factory=dict_row) as cursor:
-            return [in_utc(row) for row in cursor.execute(statement, params).fetchall()]
+
+            def read(statement: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+                return [_in_utc(row) for row in cursor.execute(statement, params).fetchall()]
+
+            yield read
+
+    def raw_rows(self, statement: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """One read through :meth:`raw_reader`."""
+        with self.raw_reader() as read:
+            return read(statement, params)
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:

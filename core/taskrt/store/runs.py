@@ -182,6 +182,22 @@ def run_state(row: Any, lease_expired: bool) -> RunState:
     )
 
 
+def _finish_row(finish: RunFinish, run_id: str) -> dict[str, Any]:
+    """One outcome as a row of the finish statements' JSON batch (both dialects)."""
+    return {
+        "id": run_id,
+        "token": finish.run.lease_token,
+        "status": finish.status,
+        "result_json": dumps(finish.result),
+        "error_type": finish.error_type,
+        "error_message": finish.error_message,
+        "error_traceback": finish.error_traceback,
+        "reason": finish.reason,
+        "delay": finish.retry_delay,
+        "start_delay": finish.start_delay,
+    }
+
+
 class RunStore(StoreBase):
     """Statements about runs."""
 
@@ -293,19 +309,10 @@ class RunStore(StoreBase):
                 f.next_run_id = uuid7()
             batch.append(
                 {
-                    "id": str(f.run.run_id),
-                    "token": f.run.lease_token,
-                    "status": f.status,
-                    "result_json": dumps(f.result),
-                    "error_type": f.error_type,
-                    "error_message": f.error_message,
-                    "error_traceback": f.error_traceback,
-                    "reason": f.reason,
-                    "delay": f.retry_delay,
+                    **_finish_row(f, str(f.run.run_id)),
                     "next_run_id": str(f.next_run_id) if task_status == "retrying" else None,
                     "task_status": task_status,
                     "failure_reason": failure_reason,
-                    "start_delay": f.start_delay,
                 }
             )
         stmt = _FINISH_ALL_PG_OUTBOX if with_outbox else _FINISH_ALL_PG
@@ -326,21 +333,7 @@ class RunStore(StoreBase):
 
     def _fenced_finish(self, conn: Connection, finishes: Sequence[RunFinish]) -> set[uuid.UUID]:
         """SQLite: the fenced UPDATE of a batch of runs; returns the ids that won."""
-        batch = [
-            {
-                "id": self.uuid_text(f.run.run_id),
-                "token": f.run.lease_token,
-                "status": f.status,
-                "result_json": dumps(f.result),
-                "error_type": f.error_type,
-                "error_message": f.error_message,
-                "error_traceback": f.error_traceback,
-                "reason": f.reason,
-                "delay": f.retry_delay,
-                "start_delay": f.start_delay,
-            }
-            for f in finishes
-        ]
+        batch = [_finish_row(f, self.uuid_text(f.run.run_id)) for f in finishes]
         rows = conn.execute(_FINISH_SQLITE, {"batch": dumps(batch)}).all()
         return {row[0] if isinstance(row[0], uuid.UUID) else uuid.UUID(row[0]) for row in rows}
 
@@ -516,49 +509,26 @@ class RunStore(StoreBase):
                         TASKS.c.trace_id,
                     )
                 ).one()
+                entry: DispatchEntry | None = None
                 if task.cancel_requested_at is not None:
-                    conn.execute(
-                        sa.update(TASKS)
-                        .where(TASKS.c.id == state.task_id)
-                        .values(status="cancelled", finished_at=db_now())
-                    )
-                    results.append(
-                        LostRun(
-                            state.run_id,
-                            state.task_id,
-                            task.name,
-                            state.queue,
-                            state.attempt,
-                            None,
-                            "cancelled",
-                            task.trace_id,
-                        )
-                    )
-                    continue
-                if task.lost_runs >= poison_budget:
-                    conn.execute(
-                        sa.update(TASKS)
-                        .where(TASKS.c.id == state.task_id)
-                        .values(status="failed", failure_reason="lost", finished_at=db_now())
-                    )
-                    results.append(
-                        LostRun(
-                            state.run_id,
-                            state.task_id,
-                            task.name,
-                            state.queue,
-                            state.attempt,
-                            None,
-                            "dead_letter",
-                            task.trace_id,
-                        )
-                    )
-                    continue
+                    outcome = "cancelled"
+                    task_values: dict[str, Any] = {"status": "cancelled", "finished_at": db_now()}
+                elif task.lost_runs >= poison_budget:
+                    outcome = "dead_letter"
+                    task_values = {
+                        "status": "failed",
+                        "failure_reason": "lost",
+                        "finished_at": db_now(),
+                    }
+                else:
+                    outcome = "retry"
+                    task_values = {"status": "retrying"}
                 conn.execute(
-                    sa.update(TASKS).where(TASKS.c.id == state.task_id).values(status="retrying")
+                    sa.update(TASKS).where(TASKS.c.id == state.task_id).values(**task_values)
                 )
-                stub = _StubRun(state)
-                (entry,) = self._insert_next_runs(conn, [(uuid7(), stub, 0.0)], with_outbox)  # type: ignore[list-item]
+                if outcome == "retry":
+                    stub = _StubRun(state)
+                    (entry,) = self._insert_next_runs(conn, [(uuid7(), stub, 0.0)], with_outbox)  # type: ignore[list-item]
                 results.append(
                     LostRun(
                         state.run_id,
@@ -567,7 +537,8 @@ class RunStore(StoreBase):
                         state.queue,
                         state.attempt,
                         entry,
-                        trace_id=task.trace_id,
+                        outcome,
+                        task.trace_id,
                     )
                 )
         return results

@@ -19,7 +19,7 @@ from taskrt.ids import uuid7
 from taskrt.queue.base import DispatchEntry
 from taskrt.records import RunRecord, RunStatus, TaskKind, TaskRecord, TaskStatus
 from taskrt.store.audit import Actor, write_audit
-from taskrt.store.base import OUTBOX, RUNS, TASKS, StoreBase, dumps, in_utc
+from taskrt.store.base import OUTBOX, RUNS, TASKS, StoreBase, dumps
 
 _LIVE_DEDUP = sa.text(
     "dedup_key IS NOT NULL AND status IN (" + ", ".join(f"'{s}'" for s in LIVE_TASK_STATUSES) + ")"
@@ -414,14 +414,12 @@ class TaskStore(StoreBase):
         return task_from_row(row, run_records)
 
     def _get_task_pg(self, task_id: uuid.UUID, *, runs: bool) -> TaskRecord:
-        from psycopg.rows import dict_row
-
-        with self.raw_statement() as raw, raw.cursor(row_factory=dict_row) as cursor:
-            row = cursor.execute(_GET_TASK_PG, {"id": task_id}).fetchone()
-            if row is None:
+        with self.raw_reader() as read:
+            rows = read(_GET_TASK_PG, {"id": task_id})
+            if not rows:
                 raise NotFoundError(f"no task with id {task_id}")
-            run_rows = cursor.execute(_GET_RUNS_PG, {"id": task_id}).fetchall() if runs else []
-        return task_from_row(in_utc(row), [run_from_row(in_utc(r)) for r in run_rows])
+            run_rows = read(_GET_RUNS_PG, {"id": task_id}) if runs else []
+        return task_from_row(rows[0], [run_from_row(r) for r in run_rows])
 
     def get_tasks(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, TaskRecord]:
         """Several tasks by id (without runs); unknown ids are left out."""
