@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TESTS := tests handlers_example/tests
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint promtool fmt docs docs-check check-wheel bench bench-smoke all
+.PHONY: help install demo test chaos lint promtool fmt docs docs-check check-wheel bench bench-smoke all
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ demo: install  ## the main command: a batch of example tasks on the embedded SQL
 
 test:  ## run every test (needs PostgreSQL and Redis; see README)
 	$(PY) -m pytest $(TESTS)
+
+chaos:  ## only the fault-injection suite (private servers it restarts, kills, freezes, skews)
+	$(PY) -m pytest tests/chaos
 
 lint:  ## ruff (lint and format check) and mypy; runs all three, fails if any fails
 	@status=0; \

@@ -33,6 +33,16 @@ class Identity:
     subject: str
     role: Role
     backend: str
+    credential: str | None = None
+    """A stable, non-secret name of the exact credential used (an API key's prefix), when
+    several credentials may share one subject; audit rows and rate-limit buckets use it."""
+
+    @property
+    def principal(self) -> str:
+        """What the audit log and the rate limiter call this caller: ``<backend>:<credential>``
+        when the backend names the credential (``apikey:1f2e3d4c``), else
+        ``<backend>:<subject>`` (``jwt:alice``)."""
+        return f"{self.backend}:{self.credential or self.subject}"
 
 
 @dataclass(frozen=True, slots=True)

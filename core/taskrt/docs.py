@@ -347,6 +347,17 @@ def render_hooks() -> str:
     return "\n".join(out)
 
 
+HOOK_GUIDES = {
+    "register_task_handlers": ("The plugin tutorial", "../tutorial-write-a-plugin.md"),
+    "register_retry_strategies": (
+        "The plugin tutorial",
+        "../tutorial-write-a-plugin.md#4-a-retry-strategy",
+    ),
+    "register_auth_backends": ("Write an auth backend", "../how-to/auth-backends.md"),
+}
+"""Hook name -> (title, link relative to the reference) of the guide that walks through it."""
+
+
 def _hook_section(spec: Callable[..., Any], project: str) -> list[str]:
     """The markdown section describing one hookspec."""
     out = ["", f"### `{spec.__name__}`", "", "```python", _hook_signature(spec), "```", ""]
@@ -359,6 +370,9 @@ def _hook_section(spec: Callable[..., Any], project: str) -> list[str]:
         register = _callable_signature(str(param.annotation))
         if param.name == "register" and register:
             out += ["", f"The core passes `register`, called as `{register}`."]
+    if spec.__name__ in HOOK_GUIDES:
+        title, link = HOOK_GUIDES[spec.__name__]
+        out += ["", f"Step by step: [{title}]({link})."]
     return out
 
 

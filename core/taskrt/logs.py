@@ -1,7 +1,8 @@
 """Log lines for people and for machines: one JSON object per line, or text.
 
 Services (``taskrt worker``, ``api``, ``scheduler``, ``dev``) call :func:`configure_logging`
-with ``TASKRT_LOG_FORMAT`` (``json`` by default) or their ``--log-format`` option; the CLI's
+with ``TASKRT_LOG_FORMAT`` (``auto`` by default: text on a terminal, JSON otherwise) or their
+``--log-format`` option; the CLI's
 one-shot commands log text warnings to standard error. Everything goes through the standard
 :mod:`logging` module, so a handler's ``ctx.logger`` lines, taskrt's own lines and those of the
 libraries a handler uses come out alike.
@@ -21,6 +22,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -33,6 +36,22 @@ if TYPE_CHECKING:
 
 Service = Literal["api", "worker", "scheduler", "dev", "cli"]
 LogFormat = Literal["json", "text"]
+
+_success_level = logging.DEBUG
+"""The level of a worker's line per succeeded run: INFO in text logs (a person watching a
+terminal sees every task finish), DEBUG in JSON logs (a collector needs no line per success)."""
+
+
+def resolve_format(log_format: str | None, stream: IO[str] | None = None) -> LogFormat:
+    """``auto`` (or None) becomes ``text`` when ``stream`` (stderr) is a terminal, else ``json``."""
+    if log_format in ("json", "text"):
+        return log_format  # type: ignore[return-value]
+    stream = stream if stream is not None else sys.stderr
+    try:
+        return "text" if stream.isatty() else "json"
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return "json"
+
 
 CONTEXT_FIELDS = ("trace_id", "task_id", "run_id", "attempt", "worker_id", "queue", "task_type")
 """The ids a line may carry, in the order they are written."""
@@ -80,14 +99,21 @@ def run_fields(run: ClaimedRun, worker_id: Any = None) -> dict[str, Any]:
 
 def log_outcomes(logger: logging.Logger, finishes: Sequence[RunFinish], worker_id: Any) -> None:
     """The worker's lines about outcomes the store accepted: a retry (INFO) and a dead letter
-    (WARNING) with the error, a cancellation (INFO), a success (DEBUG)."""
-    debug = logger.isEnabledFor(logging.DEBUG)
+    (WARNING) with the error, a cancellation (INFO), a success (INFO in text logs, else DEBUG)."""
+    narrate = logger.isEnabledFor(_success_level)
     for finish in finishes:
         run = finish.run
         if finish.status == "succeeded":
-            if debug:
+            if narrate:
                 extra = run_fields(run, worker_id)
-                logger.debug("run %s of %s succeeded", run.run_id, run.name, extra=extra)
+                logger.log(
+                    _success_level,
+                    "run %s of %s succeeded (attempt %d)",
+                    run.run_id,
+                    run.name,
+                    run.attempt,
+                    extra=extra,
+                )
             continue
         extra = run_fields(run, worker_id)
         if finish.status == "cancelled":
@@ -147,6 +173,15 @@ def log_lost(logger: logging.Logger, lost_runs: Sequence[LostRun]) -> None:
                 lost.task_name,
                 extra=extra,
             )
+        elif not lost.charged:
+            logger.warning(
+                "run %s of %s lost (lease expired); attempt %d follows and runs alone (its "
+                "worker held other runs too: not charged to the poison budget)",
+                lost.run_id,
+                lost.task_name,
+                lost.attempt + 1,
+                extra=extra,
+            )
         else:
             logger.warning(
                 "run %s of %s lost (lease expired); attempt %d follows",
@@ -155,6 +190,49 @@ def log_lost(logger: logging.Logger, lost_runs: Sequence[LostRun]) -> None:
                 lost.attempt + 1,
                 extra=extra,
             )
+
+
+class RateLimitedLog:
+    """At most one line per key per ``interval`` seconds, for lines any producer can cause
+    (a garbage queue entry, a strategy returning absurd delays): the first line of a key is
+    written at once, later ones within the interval are counted, and the next line written
+    for that key says how many were suppressed. Thread-safe; keys are kept for the process's
+    life, so use few distinct keys (a queue name and a kind, not a run id)."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._state: dict[Any, tuple[float, int]] = {}
+
+    def allow(self, key: Any) -> int | None:
+        """None when a line for ``key`` must be suppressed now; otherwise how many lines of
+        ``key`` were suppressed since the last one written (0 for the first)."""
+        now = time.monotonic()
+        with self._lock:
+            last, suppressed = self._state.get(key, (-self.interval - 1.0, 0))
+            if now - last < self.interval:
+                self._state[key] = (last, suppressed + 1)
+                return None
+            self._state[key] = (now, 0)
+            return suppressed
+
+    def log(
+        self,
+        logger: logging.Logger,
+        level: int,
+        key: Any,
+        msg: str,
+        *args: Any,
+        **kwargs: Any,
+    ) -> bool:
+        """Write ``msg % args`` unless rate-limited; True if it was written."""
+        suppressed = self.allow(key)
+        if suppressed is None:
+            return False
+        if suppressed:
+            msg = f"{msg} ({suppressed} more like it suppressed since the last one)"
+        logger.log(level, msg, *args, **kwargs)
+        return True
 
 
 def set_process_field(name: str, value: Any) -> None:
@@ -298,10 +376,14 @@ def configure_logging(
     """Send every log line of this process to standard error as JSON or text.
 
     ``log_format`` and ``level`` default to the settings' ``log_format`` and ``log_level``
-    (``text`` and ``WARNING`` without settings). Calling it again replaces what an earlier call
-    installed (the CLI configures quiet text first; a service then switches to its own).
+    (``text`` and ``WARNING`` without settings); ``auto`` is resolved by :func:`resolve_format`.
+    Calling it again replaces what an earlier call installed (the CLI configures quiet text
+    first; a service then switches to its own).
     """
-    chosen_format = log_format or (settings.log_format if settings is not None else "text")
+    global _success_level
+    wanted = log_format or (settings.log_format if settings is not None else "text")
+    chosen_format = resolve_format(wanted)
+    _success_level = logging.INFO if chosen_format == "text" and service != "cli" else logging.DEBUG
     chosen_level = level or (settings.log_level if settings is not None else "WARNING")
     root = logging.getLogger()
     for handler in list(root.handlers):

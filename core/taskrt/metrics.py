@@ -182,6 +182,37 @@ RUN_DURATION_INFO = _described(
     "Seconds a handler ran, from its start to its outcome (a timed-out run counts its timeout).",
     RUN_LABELS,
 )
+HANDLERS_ABANDONED = _counter(
+    "taskrt_handlers_abandoned",
+    "Handlers still running at their run's hard deadline, whose run was failed (reason "
+    "timeout) and whose slot was written off, by kind: `thread` (a `def` handler past its "
+    "timeout; the thread runs on) or `coroutine` (an `async def` handler that did not stop "
+    "within TASKRT_TIMEOUT_GRACE of its cancellation, or that blocked the event loop).",
+    (*RUN_LABELS, "kind"),
+)
+EVENT_LOOP_STALLS = _counter(
+    "taskrt_event_loop_stalls",
+    "Times the worker's event loop did not run for TASKRT_LOOP_STALL_AFTER seconds (an "
+    "`async def` handler blocking it, e.g. with time.sleep); each is also logged with the "
+    "task holding the loop.",
+    ("worker",),
+)
+RUNS_HANDED_BACK = _counter(
+    "taskrt_runs_handed_back",
+    "Claimed runs a worker handed back untouched (no attempt spent), by reason: "
+    "`unknown_task` (this worker does not have the run's task type installed), "
+    "`lease_unvouched` (a prefetched run whose lease the worker could no longer vouch for, "
+    "after a pause or a store outage longer than the lease TTL: given up unstarted).",
+    (*RUN_LABELS, "reason"),
+)
+
+OUTCOMES_UNWRITABLE = _counter(
+    "taskrt_outcomes_unwritable",
+    "Run outcomes the store refused for their data (a value out of range, text it cannot "
+    "hold), written instead as a failure that dead-letters the task with reason "
+    "unwritable_outcome. Each one is also logged as an ERROR by the worker.",
+    RUN_LABELS,
+)
 
 # --- queues and workers (read at scrape time) -----------------------------------------------
 
@@ -331,6 +362,79 @@ def runs_lost(lost: Sequence[LostRun]) -> None:
             tally.retries["lost"] += 1
         elif run.outcome == "dead_letter":
             tally.dead["lost"] += 1
+
+
+def handler_abandoned(queue: str, task_type: str, kind: str) -> None:
+    """Count a handler whose run was failed at its hard deadline while it still ran."""
+    HANDLERS_ABANDONED.labels(queue, task_type, kind).inc()
+
+
+def event_loop_stalled(worker: str) -> None:
+    """Count one stall of ``worker``'s event loop."""
+    EVENT_LOOP_STALLS.labels(worker).inc()
+
+
+def runs_handed_back(pairs: Iterable[tuple[str, str]], reason: str) -> None:
+    """Count claimed runs handed back untouched, given as (queue, task type) pairs."""
+    for queue, task_type in pairs:
+        RUNS_HANDED_BACK.labels(queue, task_type, reason).inc()
+
+
+def outcome_unwritable(queue: str, task_type: str) -> None:
+    """Count one outcome the store refused for its data."""
+    OUTCOMES_UNWRITABLE.labels(queue, task_type).inc()
+
+
+RUNS_NOT_DUE = _counter(
+    "taskrt_runs_not_due",
+    "Runs Redis handed a worker before their due time by the database clock; the claim "
+    "refused them and put them back in their delayed set without spending an attempt. A "
+    "steady rate means the Redis and database clocks are apart (harmless, but check NTP).",
+    ("queue",),
+)
+REDIS_REBUILDS = _counter(
+    "taskrt_redis_rebuilds",
+    "Times this process found Redis had lost the queues (reason: missing, the marker key "
+    "was gone; restarted, the server's run id changed) and rebuilt them from the database.",
+    ("reason",),
+)
+
+
+def runs_not_due(queue: str, count: int) -> None:
+    """Count runs a claim refused because they were not due yet by the database clock."""
+    RUNS_NOT_DUE.labels(queue).inc(count)
+
+
+def redis_rebuilt(reason: str) -> None:
+    """Count one rebuild of the Redis queues after a loss."""
+    REDIS_REBUILDS.labels(reason).inc()
+
+
+CLAIM_FAILURES = _counter(
+    "taskrt_claim_failures",
+    "Claims of leased runs that failed because the store was away; their runs went straight "
+    "back to their queues (no attempt spent) and the worker backed off.",
+    ("queue",),
+)
+CLAIMS_UNDONE = _counter(
+    "taskrt_claims_undone",
+    "Runs whose claim a database crash undid after their handler ran (the claim was "
+    "committed without waiting for the WAL flush): the outcome was refused, the run was "
+    "queued again and put back in its queue; its handler runs again under the same attempt.",
+    RUN_LABELS,
+)
+
+
+def claim_failed(queues: Iterable[str]) -> None:
+    """Count one failed claim per leased run, by queue."""
+    for queue in queues:
+        CLAIM_FAILURES.labels(queue).inc()
+
+
+def claims_undone(pairs: Iterable[tuple[str, str]]) -> None:
+    """Count runs whose claim a database crash undid, as (queue, task type) pairs."""
+    for queue, task_type in pairs:
+        CLAIMS_UNDONE.labels(queue, task_type).inc()
 
 
 def tasks_created(created: Iterable[tuple[str, str]]) -> None:

@@ -14,16 +14,33 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from taskrt import jsonlimits, logs
 from taskrt.exceptions import NonRetryableError, Retry, TaskrtError
 from taskrt.ids import uuid7
 from taskrt.plugins import Registry
 from taskrt.queue.base import ClaimedRun, RunFinish
-from taskrt.retry import Failure, RetryDecision, RetryStrategy
+from taskrt.retry import Failure, RetryDecision, RetryStrategy, bound_delay
 
 log = logging.getLogger("taskrt.worker")
 
 MAX_ERROR_MESSAGE = 2000
 FALLBACK_MAX_DELAY = 300.0
+DEFAULT_MAX_RETRY_DELAY = 30 * 86400.0
+
+# a strategy that returns absurd delays does so for every task using it: one line a minute
+_clamped = logs.RateLimitedLog(60.0)
+
+
+def storable_text(text: str) -> str:
+    """``text`` without what a database text column refuses: NUL characters (PostgreSQL) and
+    lone surrogates (not encodable as UTF-8), so an error message can always be written."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def error_type_name(exc: BaseException) -> str:
@@ -64,14 +81,44 @@ def jsonable_result(value: Any) -> Any:
 class OutcomeBuilder:
     """Builds run finishes; caches retry strategies by (name, params)."""
 
-    def __init__(self, registry: Registry, *, traceback_limit: int) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        traceback_limit: int,
+        max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY,
+        max_json_depth: int = jsonlimits.DEFAULT_MAX_DEPTH,
+    ) -> None:
         self.registry = registry
+        self.max_json_depth = max_json_depth
+        """A result nested deeper fails its run (``TASKRT_MAX_JSON_DEPTH``)."""
         self.traceback_limit = traceback_limit
+        self.max_retry_delay = max_retry_delay
+        """Every retry delay is capped at this (``TASKRT_MAX_RETRY_DELAY``)."""
         self._strategies: dict[str, RetryStrategy | None] = {}
 
     def succeeded(self, run: ClaimedRun, result: Any) -> RunFinish:
-        """The run returned ``result``."""
-        return RunFinish(run=run, status="succeeded", result=jsonable_result(result))
+        """The run returned ``result``; a result no read could return (nested too deep, lone
+        surrogates) fails the run instead, with reason ``unstorable_result``."""
+        try:
+            stored = jsonable_result(result)
+        except RecursionError:
+            why = "it is nested too deep to encode as JSON"
+        else:
+            # NUL characters are the store's to judge (PostgreSQL refuses them, SQLite keeps
+            # them); what no read could return anywhere fails the run here
+            problems = jsonlimits.json_problems(
+                stored, [], max_depth=self.max_json_depth, unreadable_only=True
+            )
+            if not problems:
+                return RunFinish(run=run, status="succeeded", result=stored)
+            where = ".".join(map(str, problems[0]["loc"])) or "the result"
+            why = f"{where}: {problems[0]['msg']}"
+        exc = NonRetryableError(f"the handler's result cannot be stored: {why}")
+        log.warning("run %s of task %s: %s", run.run_id, run.task_id, exc)
+        finish = self.failed(run, exc)
+        finish.reason = "unstorable_result"
+        return finish
 
     def cancelled(self, run: ClaimedRun, reason: str = "cancelled") -> RunFinish:
         """The run honoured a cancellation request."""
@@ -86,7 +133,7 @@ class OutcomeBuilder:
             retries_made=run.retry_count,
             max_retries=run.max_retries,
             error_type=error_type_name(exc),
-            error_message=str(exc)[:MAX_ERROR_MESSAGE],
+            error_message=storable_text(str(exc)[:MAX_ERROR_MESSAGE]),
         )
         decision, reason = self._decide(run, exc, failure, reason)
         finish = RunFinish(
@@ -94,13 +141,33 @@ class OutcomeBuilder:
             status="failed",
             error_type=failure.error_type,
             error_message=failure.error_message,
-            error_traceback=format_traceback(exc, self.traceback_limit),
+            error_traceback=storable_text(format_traceback(exc, self.traceback_limit)),
             reason=reason,
         )
         if decision.retry:
-            finish.retry_delay = decision.delay
+            finish.retry_delay = self._bounded(run, exc, decision.delay)
             finish.next_run_id = uuid7()
         return finish
+
+    def _bounded(self, run: ClaimedRun, exc: BaseException, delay: float) -> float:
+        """``delay`` between 0 and the maximum, whatever a strategy (or ``Retry(delay=)``)
+        returned: a next-attempt time the database cannot store would stop the worker's
+        finisher (NaN, infinities and 1e308 included)."""
+        bounded, why = bound_delay(delay, self.max_retry_delay)
+        if why is not None:
+            source = "Retry(delay=...)" if isinstance(exc, Retry) else f"strategy {run.retry!r}"
+            _clamped.log(
+                log,
+                logging.WARNING,
+                ("clamped", source),
+                "retry delay from %s is %s; using %.0f s (TASKRT_MAX_RETRY_DELAY is %.0f s)",
+                source,
+                why,
+                bounded,
+                self.max_retry_delay,
+                extra=logs.run_fields(run),
+            )
+        return bounded
 
     def _decide(
         self, run: ClaimedRun, exc: BaseException, failure: Failure, reason: str | None

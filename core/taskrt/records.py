@@ -115,6 +115,17 @@ class TaskRecord:
         """The newest run, if runs were loaded."""
         return self.runs[-1] if self.runs else None
 
+    @property
+    def result(self) -> Any:
+        """What the handler returned, once the task has completed (its succeeded run's result);
+        None before that, and for a task that failed or was cancelled."""
+        if self.status is not TaskStatus.COMPLETED:
+            return None
+        for run in reversed(self.runs):
+            if run.status is RunStatus.SUCCEEDED:
+                return run.result
+        return None
+
     def to_dict(self, *, runs: bool = True) -> dict[str, Any]:
         """JSON-ready form; ``runs=False`` leaves the runs out."""
         data = cast(dict[str, Any], _jsonable(self))

@@ -9,9 +9,35 @@ parameters as keyword arguments. When a run fails, the worker asks the strategy 
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+RETRY_DELAY_LIMIT = 10 * 365 * 86400.0
+"""The longest retry delay taskrt ever schedules (ten years), whatever a strategy returns or
+the settings say: far inside what every database can store as a timestamp. Built-in strategies
+refuse parameters above it; ``TASKRT_MAX_RETRY_DELAY`` (30 days by default) caps lower."""
+
+
+def bound_delay(delay: float, maximum: float) -> tuple[float, str | None]:
+    """``delay`` made storable: between 0 and ``maximum`` seconds.
+
+    Returns the bounded delay and, when it had to change, why (for a log line): negative and
+    ``-inf`` become 0, ``+inf`` and anything above ``maximum`` become ``maximum``, NaN (no
+    answer at all) becomes ``maximum`` too, so a broken strategy never retries in a hot loop.
+    """
+    try:
+        value = float(delay)
+    except (TypeError, ValueError, OverflowError):
+        return maximum, f"not a number ({delay!r})"
+    if math.isnan(value):
+        return maximum, "NaN"
+    if value < 0:
+        return 0.0, f"negative ({value!r} s)"
+    if value > maximum:
+        return maximum, f"above the maximum ({value!r} s)"
+    return value, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +71,10 @@ class RetryDecision:
 
     @classmethod
     def retry_in(cls, delay: float) -> RetryDecision:
-        """Retry after ``delay`` seconds (negative delays are treated as 0)."""
-        return cls(retry=True, delay=max(float(delay), 0.0))
+        """Retry after ``delay`` seconds (negative delays are treated as 0; the worker caps
+        every delay at ``TASKRT_MAX_RETRY_DELAY``)."""
+        value = float(delay)
+        return cls(retry=True, delay=value if math.isnan(value) else max(value, 0.0))
 
     @classmethod
     def give_up(cls, reason: str = "retries exhausted") -> RetryDecision:

@@ -16,6 +16,7 @@ from typing import Any
 
 from taskrt.exceptions import ValidationError
 from taskrt.ids import uuid7
+from taskrt.jsonlimits import text_problems
 from taskrt.queue.base import DispatchEntry
 from taskrt.records import FireRecord, ScheduleRecord, TaskKind
 from taskrt.scheduler.cron import CronSchedule
@@ -38,6 +39,13 @@ def check_misfire_policy(policy: str) -> str:
             [{"loc": ["misfire_policy"], "msg": "unknown misfire policy"}],
         )
     return policy
+
+
+def check_texts(**fields: str | None) -> None:
+    """ValidationError naming each field whose text no store can hold (lone surrogates, NUL)."""
+    problems = [p for key, value in fields.items() for p in text_problems(value, [key])]
+    if problems:
+        raise ValidationError(f"{problems[0]['loc'][0]}: {problems[0]['msg']}", problems)
 
 
 @dataclass(slots=True)
@@ -81,6 +89,7 @@ class ScheduleService:
         actor: Actor | None = None,
     ) -> ScheduleRecord:
         """Validate and store a schedule; nothing is stored if anything is wrong."""
+        check_texts(name=name, cron=cron, timezone=timezone, misfire_policy=misfire_policy)
         schedule = cron_schedule(cron, timezone)
         check_misfire_policy(misfire_policy)
         template = self.tasks.prepare(
@@ -144,6 +153,7 @@ class ScheduleService:
         misfire policy. New template settings (payload, queue, retries) apply to the tasks
         fired from now on. A new ``retry`` without ``retry_params`` starts from none; new
         ``retry_params`` alone apply to the current strategy."""
+        check_texts(name=name, cron=cron, timezone=timezone, misfire_policy=misfire_policy)
         current = self.store.get_schedule(schedule_id)
         changes: dict[str, Any] = {}
         template: dict[str, Any] = {}

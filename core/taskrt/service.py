@@ -13,13 +13,14 @@ import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from taskrt import metrics
-from taskrt.exceptions import ValidationError
+from taskrt.exceptions import InvalidStateError, ValidationError
 from taskrt.handlers import check_queue_name
 from taskrt.ids import uuid7
+from taskrt.jsonlimits import Problem, json_problems, text_problems
 from taskrt.outbox import OutboxCleaner
 from taskrt.queue.base import DispatchEntry, QueueBackend, QueueCounts
 from taskrt.records import EnqueueRequest, TaskRecord, WorkerInfo
@@ -32,6 +33,8 @@ MAX_DEDUP_KEY = 200
 MAX_TRACE_ID = 128
 MAX_RETRIES_LIMIT = 1000
 MAX_BATCH = 10_000
+MAX_DELAY = 100 * 365.25 * 86400
+"""Longest ``delay``, in seconds: the due time must stay a date every store can hold and read."""
 
 
 @dataclass(slots=True)
@@ -83,6 +86,10 @@ class EnqueueResult:
         return {"id": str(self.id), "created": self.created, "name": self.name, "queue": self.queue}
 
 
+FINISHED_STATUSES = ("completed", "failed", "cancelled")
+"""The task statuses a task can be run again from (``taskrt task retry``)."""
+
+
 @dataclass(slots=True)
 class ReplayResult:
     """Which dead-lettered tasks a replay gave a new run."""
@@ -93,6 +100,31 @@ class ReplayResult:
 
 def _problem(loc: list[Any], msg: str) -> dict[str, Any]:
     return {"loc": loc, "msg": msg}
+
+
+def input_problems(spec: EnqueueSpec, loc: tuple[Any, ...], *, max_depth: int) -> list[Problem]:
+    """What in ``spec`` no store could hold or read back: JSON nested too deep, lone
+    surrogates or NUL characters, numbers JSON cannot carry (see :mod:`taskrt.jsonlimits`)."""
+    found = json_problems(spec.payload, [*loc, "payload"], max_depth=max_depth)
+    if spec.retry_params is not None:
+        found += json_problems(spec.retry_params, [*loc, "retry_params"], max_depth=max_depth)
+    for name in ("name", "queue", "dedup_key", "retry", "trace_id"):
+        found += text_problems(getattr(spec, name), [*loc, name])
+    return found
+
+
+def run_at_problem(run_at: object) -> str | None:
+    """Why ``run_at`` cannot be a due time, or None: it needs a zone, and must still be a date
+    once moved to UTC (``9999-12-31T23:59:59-14:00`` is not)."""
+    if not isinstance(run_at, datetime):
+        return "run_at must be a date and time"
+    if run_at.tzinfo is None or run_at.utcoffset() is None:
+        return "run_at must carry a time zone"
+    try:
+        run_at.astimezone(UTC)
+    except OverflowError:
+        return "run_at is out of range once moved to UTC (years 1 to 9999)"
+    return None
 
 
 class TaskService:
@@ -119,10 +151,16 @@ class TaskService:
     def prepare(self, spec: EnqueueSpec, *, loc: tuple[Any, ...] = ()) -> TaskInsert:
         """Validate ``spec`` against its task type and settings; ValidationError lists every
         problem with its field path."""
+        unstorable = input_problems(spec, loc, max_depth=self.settings.max_json_depth)
+        refused = {p["loc"][len(loc)] for p in unstorable}  # the fields with such problems
+        if "name" in refused:
+            raise ValidationError(f"task name refused: {unstorable[0]['msg']}", unstorable)
         task_type = self.registry.task_type(spec.name)
-        problems: list[dict[str, Any]] = []
+        problems: list[dict[str, Any]] = unstorable
         payload = None
         try:
+            if "payload" in refused:
+                raise ValidationError("payload refused")  # already reported; nothing to add
             payload = task_type.validate_payload(spec.payload)
             size = len(json.dumps(payload, separators=(",", ":")))
             if size > self.settings.max_payload_bytes:
@@ -134,7 +172,7 @@ class TaskService:
                     )
                 )
         except ValidationError as exc:
-            problems.extend({**e, "loc": [*loc, *e["loc"]]} for e in exc.errors)
+            problems.extend({**e, "loc": [*loc, *e.get("loc", ())]} for e in exc.errors)
         queue = spec.queue or task_type.queue or self.settings.default_queue
         try:
             check_queue_name(queue)
@@ -146,14 +184,20 @@ class TaskService:
                 problems.append(_problem([*loc, "delay"], "give delay or run_at, not both"))
             elif not isinstance(spec.delay, int | float) or isinstance(spec.delay, bool):
                 problems.append(_problem([*loc, "delay"], "delay must be a number of seconds"))
-            elif not math.isfinite(spec.delay) or spec.delay < 0:
+            elif not math.isfinite(spec.delay) or not 0 <= spec.delay <= MAX_DELAY:
                 problems.append(
-                    _problem([*loc, "delay"], f"delay must be >= 0 seconds, got {spec.delay}")
+                    _problem(
+                        [*loc, "delay"],
+                        f"delay must be >= 0 and <= {MAX_DELAY:.0f} seconds (100 years), "
+                        f"got {spec.delay}",
+                    )
                 )
             else:
                 delay = float(spec.delay)
-        if spec.run_at is not None and spec.run_at.tzinfo is None:
-            problems.append(_problem([*loc, "run_at"], "run_at must carry a time zone"))
+        if spec.run_at is not None:
+            why = run_at_problem(spec.run_at)
+            if why is not None:
+                problems.append(_problem([*loc, "run_at"], why))
         if spec.dedup_key is not None and (
             not isinstance(spec.dedup_key, str) or not 0 < len(spec.dedup_key) <= MAX_DEDUP_KEY
         ):
@@ -175,7 +219,9 @@ class TaskService:
         else:
             retry_params = dict(task_type.retry_params) if retry == task_type.retry else {}
         uses_default = spec.retry is None and spec.retry_params is None
-        if not (uses_default and task_type.name in self._default_retry_ok):
+        if not (uses_default and task_type.name in self._default_retry_ok) and (
+            "retry_params" not in refused
+        ):
             try:
                 self.registry.retry_strategy(retry, retry_params)
             except ValidationError as exc:
@@ -312,7 +358,7 @@ class TaskService:
 
     def replay(
         self,
-        queue: str,
+        queue: str | None,
         task_ids: Sequence[uuid.UUID] | None = None,
         *,
         replay_all: bool = False,
@@ -320,26 +366,21 @@ class TaskService:
         batch_size: int = 500,
         progress: Callable[[int], None] | None = None,
     ) -> ReplayResult:
-        """Give dead-lettered tasks of ``queue`` a new run (all of them with ``replay_all``).
+        """Give dead-lettered tasks a new run: ``task_ids`` (of ``queue``, or of any queue when
+        it is None), or every one of ``queue`` with ``replay_all``.
 
-        Tasks that are not dead-lettered in that queue (any more) are reported as skipped.
+        Tasks that are not dead-lettered (in that queue) any more are reported as skipped.
         """
-        check_queue_name(queue)
+        if queue is not None:
+            check_queue_name(queue)
         if (task_ids is None) == (not replay_all):
             raise ValidationError("give task ids or replay_all=True, not both and not neither")
+        if replay_all and queue is None:
+            raise ValidationError("replaying every dead-lettered task needs a queue")
         result = ReplayResult()
 
         def replay_batch(batch: Sequence[uuid.UUID]) -> None:
-            won, entries = self.store.replay_tasks(
-                queue, batch, with_outbox=self.backend.needs_outbox, actor=actor
-            )
-            if won:
-                try:
-                    self.backend.replayed(queue, won, entries)
-                    if self.backend.needs_outbox:
-                        self.outbox.add([e.run_id for e in entries])
-                except Exception as exc:  # the relay dispatches; reconcile fixes the list
-                    log.warning("replay dispatch failed (%s); the outbox relay will send it", exc)
+            won = self._replay(queue, batch, actor=actor)
             won_set = set(won)
             result.replayed.extend(won)
             result.skipped.extend(t for t in batch if t not in won_set)
@@ -347,6 +388,7 @@ class TaskService:
                 progress(len(batch))
 
         if replay_all:
+            assert queue is not None
             while True:
                 batch = self.store.failed_task_ids(queue, limit=batch_size)
                 if not batch:
@@ -359,6 +401,53 @@ class TaskService:
             for start in range(0, len(ids), batch_size):
                 replay_batch(ids[start : start + batch_size])
         return result
+
+    def rerun(self, task_id: uuid.UUID, *, actor: Actor | None = None) -> TaskRecord:
+        """Run a finished task again: a new run with a fresh retry budget, whatever the task's
+        end (completed, failed or cancelled). A task that is not finished is refused."""
+        won = self._replay(
+            None, [task_id], actor=actor, statuses=FINISHED_STATUSES, action="task.retry"
+        )
+        if not won:
+            task = self.store.get_task(task_id, runs=False)  # NotFoundError if none
+            raise InvalidStateError(
+                f"task {task_id} is {task.status.value}: only a finished task (completed, "
+                "failed or cancelled) can be run again"
+            )
+        return self.store.get_task(task_id)
+
+    def _replay(
+        self,
+        queue: str | None,
+        task_ids: Sequence[uuid.UUID],
+        *,
+        actor: Actor | None,
+        statuses: Sequence[str] = ("failed",),
+        action: str = "dlq.replay",
+    ) -> list[uuid.UUID]:
+        won, entries = self.store.replay_tasks(
+            queue,
+            task_ids,
+            with_outbox=self.backend.needs_outbox,
+            actor=actor,
+            statuses=statuses,
+            action=action,
+        )
+        if not won:
+            return won
+        try:
+            by_queue: dict[str, tuple[list[uuid.UUID], list[DispatchEntry]]] = {}
+            for task_id, entry in zip(won, entries, strict=True):
+                ids, queued = by_queue.setdefault(entry.queue, ([], []))
+                ids.append(task_id)
+                queued.append(entry)
+            for name, (ids, queued) in by_queue.items():
+                self.backend.replayed(name, ids, queued)
+            if self.backend.needs_outbox:
+                self.outbox.add([e.run_id for e in entries])
+        except Exception as exc:  # the relay dispatches; reconcile fixes the list
+            log.warning("replay dispatch failed (%s); the outbox relay will send it", exc)
+        return won
 
     # --- queues and workers ---------------------------------------------------------------
     def pause(self, queue: str, *, actor: Actor | None = None) -> None:

@@ -64,6 +64,29 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+SUPPORTED_DATABASES = (
+    "PostgreSQL (postgresql://user@host:5432/dbname) or SQLite (sqlite:///taskrt.db)"
+)
+
+
+def check_database_url(url: str) -> str:
+    """Refuse a database URL taskrt cannot use, saying which forms it takes."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise ValueError(
+            f"{mask_url(url)!r} is not a database URL; taskrt takes {SUPPORTED_DATABASES}"
+        ) from None
+    if parsed.drivername not in ("postgresql+psycopg", "sqlite", "sqlite+pysqlite"):
+        raise ValueError(
+            f"unsupported database {parsed.drivername!r}; taskrt runs on {SUPPORTED_DATABASES}"
+        )
+    return url
+
+
 def mask_url(url: str | None) -> str | None:
     """Return ``url`` with any password replaced by ``***``, for display."""
     if not url:
@@ -115,7 +138,8 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9_.:-]*$",
         description=(
             "Prefix put in front of every Redis key and channel taskrt uses, so several "
-            "deployments can share one Redis server."
+            "deployments can share one Redis server. A `:` is added when it does not end in "
+            "one (`acme` becomes `acme:`, so keys read `acme:queue:{default}:ready`)."
         ),
     )
 
@@ -150,14 +174,15 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Lowest level of log line written."
     )
-    log_format: Literal["json", "text"] = Field(
-        default="json",
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
         description=(
             "How the services (`taskrt worker`, `api`, `scheduler`, `dev`) write their log "
             "lines to standard error: `json`, one object per line with the ids of the task run "
-            "a line is about (for log collectors), or `text`, for a terminal. Their "
-            "`--log-format` option wins over it. The CLI's one-shot commands (`taskrt enqueue`, "
-            "`taskrt queues`, ...) always write text."
+            "a line is about (for log collectors); `text`, for a terminal, where a worker also "
+            "writes a line per finished task; or `auto`, text when standard error is a terminal "
+            "and JSON otherwise. Their `--log-format` option wins over it. The CLI's one-shot "
+            "commands (`taskrt enqueue`, `taskrt queues`, ...) always write text."
         ),
     )
 
@@ -198,6 +223,17 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(
         default=256 * 1024, ge=1, description="Largest payload, as JSON, a task may carry."
     )
+    max_json_depth: int = Field(
+        default=64,
+        ge=1,
+        le=200,
+        description=(
+            "Most arrays and objects a task's payload, retry parameters or handler result may "
+            "nest. Deeper input is refused at every entry point (HTTP 422, CLI and client "
+            "errors name the field); a handler result nested deeper fails its run. At most "
+            "200: responses wrap a payload in a few more levels and JSON encoders stop at 255."
+        ),
+    )
 
     # --- worker -----------------------------------------------------------------------------
     worker_concurrency: int = Field(
@@ -231,12 +267,54 @@ class Settings(BaseSettings):
             "Seconds running tasks get to finish after SIGTERM before they are handed back."
         ),
     )
+    timeout_grace: float = Field(
+        default=1.0,
+        ge=0,
+        le=3600,
+        description=(
+            "Seconds an `async def` handler cancelled at its timeout gets to stop. Past that "
+            "hard deadline its run is failed (reason `timeout`) and its slot written off, even "
+            "if the coroutine swallowed the cancellation or blocks the event loop; the "
+            "coroutine is abandoned."
+        ),
+    )
+    loop_stall_after: float = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Seconds the worker's event loop may go without running before a WARNING names "
+            "the task holding it (an `async def` handler that blocks, e.g. with time.sleep)."
+        ),
+    )
+    unknown_task_delay: float = Field(
+        default=1.0,
+        ge=0,
+        le=3600,
+        description=(
+            "Seconds a run waits before it can be fetched again after a worker that does not "
+            "have its task type handed it back untouched (no attempt spent), so that workers "
+            "that have the type take it and the same worker does not spin on it."
+        ),
+    )
     poison_budget: int = Field(
         default=3,
         ge=1,
         description=(
             "Lost runs (the worker died or stopped renewing) a task may have before it is "
             "dead-lettered with reason `lost`."
+        ),
+    )
+    max_retry_delay: float = Field(
+        default=30 * 86400.0,
+        gt=0,
+        le=10 * 365 * 86400.0,
+        allow_inf_nan=False,
+        description=(
+            "Longest delay, in seconds, before a retry (30 days by default, ten years at "
+            "most). Whatever a retry strategy or `Retry(delay=...)` asks for (NaN, infinite, "
+            "negative or too large) is brought into [0, this]; the worker logs a warning, at "
+            "most once a minute per strategy, when it had to."
         ),
     )
     worker_prefetch: int | None = Field(
@@ -312,6 +390,30 @@ class Settings(BaseSettings):
             "soon as it passes the limit, so the API never reads a whole oversized body."
         ),
     )
+    api_header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds a client of `taskrt api` has to send a request's line and headers, counted "
+            "from the connection (or the end of the previous response); a slower client is "
+            "disconnected, so slowloris clients cannot hold connections open."
+        ),
+    )
+    api_body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Seconds a client of `taskrt api` has to send a request's whole body once its "
+            "headers are in; a slower client is disconnected."
+        ),
+    )
+    api_keepalive_timeout: int = Field(
+        default=5,
+        ge=1,
+        description=(
+            "Seconds `taskrt api` keeps an idle keep-alive connection open between requests."
+        ),
+    )
     rate_limit_enabled: bool = Field(
         default=True,
         description="Rate-limit the HTTP API's `/api/v1` routes (token buckets in Redis).",
@@ -383,6 +485,15 @@ class Settings(BaseSettings):
             "`aud` claim is refused."
         ),
     )
+    jwt_max_lifetime: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "When set, the `jwt` backend refuses tokens meant to live longer than this many "
+            "seconds: `exp - iat`, or `exp - now` for a token without `iat` (so a stolen "
+            "long-lived token cannot be used). Unset: no limit beyond `exp` itself."
+        ),
+    )
     jwt_role_claim: str = Field(
         default="role",
         min_length=1,
@@ -413,7 +524,12 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _normalize_database_url(cls, value: str) -> str:
-        return normalize_database_url(value)
+        return check_database_url(normalize_database_url(value))
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _prefix_separator(cls, value: str) -> str:
+        return value if not value or value.endswith(":") else value + ":"
 
     @field_validator("redis_url")
     @classmethod
@@ -457,6 +573,15 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
+def _describe_problem(err: Any) -> str:
+    """``TASKRT_NAME: what is wrong`` for one pydantic error (the name a user sets)."""
+    loc = [str(p) for p in err["loc"]]
+    if loc and loc[0] in Settings.model_fields:
+        loc[0] = f"{loc[0]} (TASKRT_{loc[0].upper()})"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"{'.'.join(loc) or 'settings'}: {message}"
+
+
 class _ConfigFileSlot:
     """Hands the TOML path to ``settings_customise_sources`` for the duration of one load."""
 
@@ -486,10 +611,7 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
     try:
         return Settings(**overrides)
     except PydanticValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-            for err in exc.errors()
-        )
+        problems = "; ".join(_describe_problem(err) for err in exc.errors())
         source = f" (config file {str(path)!r})" if path else ""
         raise ConfigurationError(f"invalid settings{source}: {problems}") from None
     except ValueError as exc:  # a TOML syntax error surfaces as tomllib.TOMLDecodeError

@@ -89,7 +89,10 @@ class ApiKeyBackend:
         if record.revoked:
             raise AuthenticationFailed(f"API key {prefix} ({record.name}) is revoked")
         self._touch(record.id)
-        return Identity(subject=record.name, role=Role(record.role), backend="apikey")
+        # two keys may share a name: the prefix tells them apart in audit rows and rate limits
+        return Identity(
+            subject=record.name, role=Role(record.role), backend="apikey", credential=prefix
+        )
 
     def _touch(self, key_id: uuid.UUID) -> None:
         now = time.monotonic()

@@ -8,7 +8,9 @@ Configured by settings: ``TASKRT_JWT_SECRET`` selects HS256 with that shared sec
 is the only one accepted, so neither ``alg: none`` nor an HS256 token "signed" with the RS256
 public key can pass. ``exp`` and ``sub`` are required; ``iss`` and ``aud`` are checked when
 ``TASKRT_JWT_ISSUER`` / ``TASKRT_JWT_AUDIENCE`` are set; the role is read from the claim named by
-``TASKRT_JWT_ROLE_CLAIM`` (default ``role``).
+``TASKRT_JWT_ROLE_CLAIM`` (default ``role``). ``exp``, ``iat`` and ``nbf`` must be JSON numbers (a
+numeric string such as ``"9999999999"`` is refused), and with ``TASKRT_JWT_MAX_LIFETIME`` set a
+token may not live longer than that (``exp - iat``, or ``exp - now`` without ``iat``).
 
 Verification is PyJWT's: signature checking is security code that should not be written again.
 A bearer token that is not a JWT at all is "not mine" (None), so an API key can follow it in the
@@ -18,6 +20,8 @@ chain; a JWT that fails any check is refused.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +77,14 @@ class JwtBackend:
         issuer: str | None = None,
         audience: str | None = None,
         role_claim: str = "role",
+        max_lifetime: float | None = None,
     ) -> None:
         self.key = key
         self.algorithm = algorithm
         self.issuer = issuer
         self.audience = audience
         self.role_claim = role_claim
+        self.max_lifetime = max_lifetime
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JwtBackend:
@@ -92,6 +98,7 @@ class JwtBackend:
             "issuer": settings.jwt_issuer,
             "audience": settings.jwt_audience,
             "role_claim": settings.jwt_role_claim,
+            "max_lifetime": settings.jwt_max_lifetime,
         }
         if secret:
             if len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
@@ -122,6 +129,9 @@ class JwtBackend:
         except jwt.InvalidTokenError:
             return None  # three dotted parts but no JWT header: somebody else's token
         try:
+            # PyJWT reads times with int(), so "exp": "9999999999" would pass: refuse any time
+            # claim that is not a JSON number before the verified decode reads it
+            _check_time_types(jwt.decode(token, options={"verify_signature": False}))
             claims = jwt.decode(
                 token,
                 self.key,
@@ -132,6 +142,7 @@ class JwtBackend:
             )
         except jwt.InvalidTokenError as exc:
             raise AuthenticationFailed(f"JWT refused: {exc}") from None
+        self._check_times(claims)
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise AuthenticationFailed("JWT refused: sub must be a non-empty string")
@@ -143,3 +154,33 @@ class JwtBackend:
                 f"{', '.join(r.value for r in Role)}"
             ) from None
         return Identity(subject=subject, role=role, backend="jwt")
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        """Refuse a token meant to live longer than ``max_lifetime``: ``exp - iat``, or
+        ``exp - now`` for a token without ``iat``."""
+        if self.max_lifetime is None:
+            return
+        exp = float(claims["exp"])
+        start = float(claims["iat"]) if "iat" in claims else time.time()
+        if exp - start > self.max_lifetime:
+            raise AuthenticationFailed(
+                f"JWT refused: it lives {exp - start:.0f} s (exp - "
+                f"{'iat' if 'iat' in claims else 'now'}); TASKRT_JWT_MAX_LIFETIME allows "
+                f"{self.max_lifetime:g} s"
+            )
+
+
+TIME_CLAIMS = ("exp", "iat", "nbf")
+
+
+def _check_time_types(claims: dict[str, Any]) -> None:
+    """AuthenticationFailed unless every time claim present is a finite JSON number (RFC 7519's
+    NumericDate): not a string, not a boolean, not NaN or infinite."""
+    for name in TIME_CLAIMS:
+        if name not in claims:
+            continue
+        value = claims[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise AuthenticationFailed(f"JWT refused: {name} must be a number (a NumericDate)")
+        if not math.isfinite(value):
+            raise AuthenticationFailed(f"JWT refused: {name} must be a finite number")

@@ -3,6 +3,12 @@
 Each is a pydantic model, so its parameters are validated when a task is enqueued (a typo in
 ``retry_params`` is refused with the field named), and a :class:`~taskrt.retry.DelayStrategy`,
 so it only says how long to wait; the core's base class stops once ``max_retries`` is spent.
+
+Every duration parameter must be a finite number of seconds between 0 and
+:data:`~taskrt.retry.RETRY_DELAY_LIMIT` (ten years), and ``factor`` at most 1000: a task whose
+retry would fall due at a time no database can store is refused when it is enqueued (or its
+schedule created or changed), with the field named. The worker further caps every delay at
+``TASKRT_MAX_RETRY_DELAY``.
 """
 
 from __future__ import annotations
@@ -14,7 +20,21 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskrt import hookimpl
-from taskrt.retry import DelayStrategy, Failure, RetryDecision
+from taskrt.retry import RETRY_DELAY_LIMIT, DelayStrategy, Failure, RetryDecision
+
+MAX_FACTOR = 1000.0
+
+
+def _seconds(default: float, description: str, alias: str | None = None) -> Any:
+    """A duration parameter: finite, from 0 to RETRY_DELAY_LIMIT seconds."""
+    return Field(
+        default=default,
+        ge=0,
+        le=RETRY_DELAY_LIMIT,
+        allow_inf_nan=False,
+        alias=alias,
+        description=f"{description} At most {RETRY_DELAY_LIMIT:.0f} s (ten years).",
+    )
 
 
 class _Params(BaseModel):
@@ -28,9 +48,15 @@ class Exponential(_Params, DelayStrategy):
     crowd of failing tasks out instead of retrying them in lock-step.
     """
 
-    base: float = Field(default=1.0, ge=0, description="Seconds before the first retry.")
-    factor: float = Field(default=2.0, ge=1, description="Growth per retry.")
-    max_delay: float = Field(default=3600.0, ge=0, description="Upper bound in seconds.")
+    base: float = _seconds(1.0, "Seconds before the first retry.")
+    factor: float = Field(
+        default=2.0,
+        ge=1,
+        le=MAX_FACTOR,
+        allow_inf_nan=False,
+        description=f"Growth per retry, from 1 to {MAX_FACTOR:.0f}.",
+    )
+    max_delay: float = _seconds(3600.0, "Upper bound in seconds.")
     jitter: bool = Field(default=False, description="Full jitter: uniform in [0, delay].")
 
     def delay(self, retries_made: int) -> float:
@@ -39,7 +65,7 @@ class Exponential(_Params, DelayStrategy):
             raw = self.base * self.factor**retries_made
         except OverflowError:
             raw = self.max_delay
-        capped = min(raw, self.max_delay)
+        capped = min(raw, self.max_delay)  # inf (base x a huge power) is capped too
         if self.jitter:
             return random.uniform(0, capped)  # noqa: S311 - jitter, not cryptography
         return capped
@@ -48,9 +74,7 @@ class Exponential(_Params, DelayStrategy):
 class Fixed(_Params, DelayStrategy):
     """The same delay before every retry."""
 
-    delay_seconds: float = Field(
-        default=10.0, ge=0, alias="delay", description="Seconds per retry."
-    )
+    delay_seconds: float = _seconds(10.0, "Seconds per retry.", alias="delay")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -62,9 +86,9 @@ class Fixed(_Params, DelayStrategy):
 class Linear(_Params, DelayStrategy):
     """delay = base + step x n, capped at ``max_delay``; n is the number of retries already made."""
 
-    base: float = Field(default=1.0, ge=0, description="Seconds before the first retry.")
-    step: float = Field(default=1.0, ge=0, description="Seconds added per retry.")
-    max_delay: float = Field(default=3600.0, ge=0, description="Upper bound in seconds.")
+    base: float = _seconds(1.0, "Seconds before the first retry.")
+    step: float = _seconds(1.0, "Seconds added per retry.")
+    max_delay: float = _seconds(3600.0, "Upper bound in seconds.")
 
     def delay(self, retries_made: int) -> float:
         """Seconds to wait before the next attempt."""

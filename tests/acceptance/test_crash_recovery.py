@@ -3,6 +3,7 @@ and poison tasks (issue 3, "Done when": SIGKILL, fencing, os._exit)."""
 
 from __future__ import annotations
 
+import logging
 import random
 import signal
 import threading
@@ -15,8 +16,15 @@ from contextlib import contextmanager
 import pytest
 import redis
 
+from taskrt.backends import open_store
 from taskrt.client import Client
+from taskrt.ids import uuid7
+from taskrt.queue.base import WorkerIdentity
 from taskrt.queue.keyspace import Keyspace
+from taskrt.queue.redis_backend import RedisQueueBackend
+from taskrt.runtime import Runtime
+from taskrt.service import EnqueueSpec, TaskService
+from taskrt.settings import Settings, load_settings
 from tests.acceptance.conftest import WorkerFactory
 from tests.acceptance.helpers import redis_list, task_row, wait_run_running, wait_status
 from tests.support.db import Db
@@ -107,7 +115,13 @@ def test_sigkilled_worker_loses_no_task_and_completes_none_twice(
         assert all(ended[run_id] in ("lost", "succeeded") for run_id in held)
         assert any(ended[run_id] == "lost" for run_id in held), f"kill of {instance} lost nothing"
         assert all(status in ("lost", "succeeded") for status in ended.values())
-    assert db.scalar("SELECT sum(lost_runs) FROM tasks") == len(lost)
+    # only a run lost while executing alone spends its task's poison budget; the runs held
+    # together when a worker was killed are not charged, and their next runs are suspect
+    alone = [run for run in lost if run.isolated_at is not None]
+    assert db.scalar("SELECT sum(lost_runs) FROM tasks") == len(alone)
+    for run in lost:
+        (following,) = [r for r in db.runs(run.task_id) if r.attempt == run.attempt + 1]
+        assert following.suspect
 
 
 def test_frozen_worker_loses_its_task_and_its_late_completion_is_rejected(
@@ -195,7 +209,8 @@ def test_task_that_kills_its_worker_is_dead_lettered_as_lost_after_three_lost_ru
     rds: redis.Redis,
     keys: Keyspace,
 ) -> None:
-    # one slot each: a crash takes down the poison run and at most an outcome being written
+    # one slot each: a crash takes down the poison run and at most a prefetched run or an
+    # outcome being written
     args = ("-c", "1", "--lease-ttl", "1")
     workers = [spawn(service_env, f"w{n}", *args) for n in range(2)]
     with _supervised(workers) as restarts:
@@ -209,15 +224,24 @@ def test_task_that_kills_its_worker_is_dead_lettered_as_lost_after_three_lost_ru
         wait_status(db, poison.id, "failed", timeout=60)
         for task_id in others:
             wait_status(db, task_id, "completed", timeout=60)
-    assert sum(restarts) == 3
+    # the first death charges nothing (the worker may have held another run: nobody can be
+    # blamed for sure); the poison then runs alone, and each of its three deaths alone is
+    # charged to the poison budget
+    assert sum(restarts) == 4
 
     task = task_row(db, poison.id)
     assert task.failure_reason == "lost"
-    assert task.lost_runs == 3
+    assert task.lost_runs == 3  # runs lost while executing alone
     assert task.retry_count == 0  # lost runs spend the poison budget, not the retries
     runs = db.runs(poison.id)
     assert [(r.attempt, r.status, r.outcome_reason) for r in runs] == [
-        (n, "lost", "lease_expired") for n in (1, 2, 3)
+        (n, "lost", "lease_expired") for n in (1, 2, 3, 4)
+    ]
+    assert [(r.suspect, r.isolated_at is not None) for r in runs] == [
+        (False, False),
+        (True, True),
+        (True, True),
+        (True, True),
     ]
     wait_for(
         lambda: redis_list(rds, keys.queue("default").dlq) == [str(poison.id)],
@@ -227,8 +251,10 @@ def test_task_that_kills_its_worker_is_dead_lettered_as_lost_after_three_lost_ru
 
     # the other tasks kept completing while the poison task was killing workers, each once.
     # (An outcome still on its way to the store when the process died is lost with it: that
-    # run ends lost and runs again, which is at-least-once delivery, never a second success.)
+    # run ends lost and runs again, alone, which is at-least-once delivery, never a second
+    # success; it is not charged to the poison budget.)
     assert db.succeeded_runs_per_task() == {1: 100, 0: 1}
+    assert db.scalar("SELECT sum(lost_runs) FROM tasks WHERE id <> :p", p=poison.id) == 0
     lost = db.rows("SELECT * FROM task_runs WHERE status = 'lost'")
     assert all(run.outcome_reason == "lease_expired" for run in lost)
     others_statuses = db.rows("SELECT DISTINCT status FROM task_runs")
@@ -237,6 +263,132 @@ def test_task_that_kills_its_worker_is_dead_lettered_as_lost_after_three_lost_ru
         "SELECT count(*) FROM task_runs WHERE status = 'succeeded' "
         "AND started_at > :first AND finished_at < :last",
         first=runs[0].started_at,
-        last=runs[2].started_at,
+        last=runs[3].started_at,
     )
     assert between > 0
+
+
+@pytest.mark.parametrize("backend", ["redis", "sql"])
+def test_a_task_that_kills_its_worker_takes_no_innocent_task_to_the_dlq(
+    backend: str,
+    request: pytest.FixtureRequest,
+    client: Client,
+    db: Db,
+    service_env: dict[str, str],
+    spawn: WorkerFactory,
+    rds: redis.Redis,
+    keys: Keyspace,
+) -> None:
+    if backend == "sql":  # the SQL queue backend on the same PostgreSQL database
+        service_env = {
+            k: v
+            for k, v in service_env.items()
+            if k not in ("TASKRT_REDIS_URL", "TASKRT_REDIS_PREFIX")
+        }
+        client = Client(
+            Settings(
+                database_url=service_env["TASKRT_DATABASE_URL"],
+                plugins_modules=["tests.support.testkit"],
+            )
+        )
+        request.addfinalizer(client.close)
+    # several slots: when the poison kills a worker, it takes every run that worker held.
+    # Everything is queued before the workers start, the poison fourth, so the first fetch
+    # takes it together with three innocents (however busy the machine is).
+    sleep = {"name": "example.sleep", "payload": {"ms": 1500}}
+    results = client.enqueue_many([sleep] * 3 + [{"name": "testkit.crash", "payload": {}}])
+    results += client.enqueue_many([sleep] * 9)
+    poison = results[3]
+    innocents = [r.id for r in results if r.id != poison.id]
+    args = ("-c", "4", "--lease-ttl", "1")
+    workers = [spawn(service_env, f"w{n}", *args) for n in range(2)]
+    with _supervised(workers) as restarts:
+        wait_status(db, poison.id, "failed", timeout=90)
+        for task_id in innocents:
+            wait_status(db, task_id, "completed", timeout=60)
+    assert sum(restarts) >= 4
+
+    task = task_row(db, poison.id)
+    assert (task.failure_reason, task.lost_runs) == ("lost", 3)
+    charged = [r for r in db.runs(poison.id) if r.isolated_at is not None]
+    assert [r.status for r in charged] == ["lost"] * 3
+    # every innocent completed, none was charged, and the ones lost beside the poison ran
+    # again alone
+    for task_id in innocents:
+        row = task_row(db, task_id)
+        assert (row.status, row.lost_runs) == ("completed", 0)
+        runs = db.runs(task_id)
+        assert runs[-1].status == "succeeded"
+        assert all(r.isolated_at is None or r.status == "succeeded" for r in runs)
+        assert all(r.suspect for r in runs[1:])
+    innocents_lost = db.scalar(
+        "SELECT count(*) FROM task_runs WHERE status = 'lost' AND task_id <> :p", p=poison.id
+    )
+    assert innocents_lost > 0, "the poison took no innocent run down: the test proves nothing"
+    if backend == "redis":
+        assert redis_list(rds, keys.queue("default").dlq) == [str(poison.id)]
+    assert db.succeeded_runs_per_task() == {1: 12, 0: 1}
+
+
+# --- maintenance reports and queue garbage: lines that blame the right thing (issue 12, #17) --
+
+
+@contextmanager
+def _redis_backends(
+    pg_url: str, redis_url: str, redis_prefix: str, count: int
+) -> Iterator[list[RedisQueueBackend]]:
+    settings = load_settings(
+        database_url=pg_url,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        plugins_modules=["tests.support.testkit"],
+        outbox_grace=0.0,
+    )
+    store = open_store(settings)
+    backends = [RedisQueueBackend.from_settings(store, settings) for _ in range(count)]
+    try:
+        yield backends
+    finally:
+        for backend in backends:
+            backend.close()
+        store.dispose()
+
+
+def test_only_the_maintenance_pass_that_requeued_a_run_counts_it(
+    pg_url: str, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _redis_backends(pg_url, redis_url, redis_prefix, 2) as (first, second):
+        service = TaskService(Runtime.load(first.settings), first.store, first)
+        service.enqueue(EnqueueSpec(name="example.echo", payload={}, queue="q"))
+        # leased in Redis by a worker that died before its claim: the run is still queued
+        leased = first.lease(["q"], 1, WorkerIdentity(id=uuid7(), lease_ttl=0.05))
+        assert len(leased) == 1
+        time.sleep(0.2)
+        k = first.keys.queue("q")
+        # both workers' passes read the same expired entries before either moves them
+        seen = first.scripts.expired(keys=[k.inflight, k.leases], args=[500])
+        assert len(seen) == 2
+        reports = [first.maintain()]
+        monkeypatch.setattr(second.scripts, "expired", lambda **_kw: seen)
+        reports.append(second.maintain())
+        assert [r.requeued_unstarted for r in reports] == [1, 0]
+        assert first.counts(["q"])[0].ready == 1
+
+
+def test_garbage_in_a_queue_is_logged_at_most_once_a_minute(
+    pg_url: str, redis_url: str, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with _redis_backends(pg_url, redis_url, redis_prefix, 1) as (backend,):
+        service = TaskService(Runtime.load(backend.settings), backend.store, backend)
+        (task,) = service.enqueue_many([EnqueueSpec(name="example.echo", payload={}, queue="g")])
+        k = backend.keys.queue("g")
+        backend.redis.rpush(k.ready, *[f"garbage-{n}" for n in range(50)])
+        identity = WorkerIdentity(id=uuid7(), lease_ttl=30.0)
+        claimed = []
+        with caplog.at_level(logging.WARNING, logger="taskrt.queue.redis"):
+            for _ in range(51):
+                claimed += backend.claim(backend.lease(["g"], 1, identity), identity)
+        assert [run.task_id for run in claimed] == [task.id]
+        lines = [r.getMessage() for r in caplog.records if "not a run id" in r.getMessage()]
+        assert len(lines) == 1, lines
+        assert backend.counts(["g"])[0].ready == 0

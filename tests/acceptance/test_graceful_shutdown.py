@@ -117,3 +117,47 @@ def test_second_sigterm_during_the_grace_period_exits_at_once(
         lost, done = db.runs(task_id)
         assert (lost.attempt, lost.status, lost.outcome_reason) == (1, "lost", "lease_expired")
         assert (done.attempt, done.status) == (2, "succeeded")
+
+
+def test_sigterm_fails_a_run_past_its_timeout_instead_of_handing_it_back(
+    client: Client,
+    db: Db,
+    service_env: dict[str, str],
+    spawn: WorkerFactory,
+) -> None:
+    """A run that overran its timeout (its coroutine swallowed the cancellation and the hard
+    deadline is far off) spends its attempt at SIGTERM; the innocent run beside it is handed
+    back. The next worker writes the retry off at its hard deadline instead of hanging on it
+    (issue 12, item 13)."""
+    patient = {**service_env, "TASKRT_TIMEOUT_GRACE": "120"}
+    first = spawn(patient, "w1", "-c", "2", "--shutdown-grace", str(GRACE))
+    swallow = client.enqueue(
+        "testkit.async_swallow",
+        {"seconds": 300},
+        max_retries=1,
+        retry="fixed",
+        retry_params={"delay": 0.2},
+    )
+    sleeper = client.enqueue("example.sleep", {"ms": 6000})
+    wait_run_running(db, swallow.id, 1)
+    wait_run_running(db, sleeper.id, 1)
+    time.sleep(0.8)  # past the timeout of 0.5 s, long before the hard deadline
+
+    code, elapsed = _exit_after_signal(first, timeout=GRACE + 10)
+    assert code == 0, first.log()[-3000:]
+    assert elapsed < GRACE + 2.0, f"exited {elapsed:.2f} s after SIGTERM"
+    assert "handing back 1 unfinished run(s)" in first.log()
+    overran, retry = db.runs(swallow.id)
+    assert (overran.attempt, overran.status, overran.outcome_reason) == (1, "failed", "timeout")
+    assert (retry.attempt, retry.status) == (2, "queued")
+    (handed,) = db.runs(sleeper.id)
+    assert (handed.attempt, handed.status) == (1, "queued")
+
+    second = spawn(service_env, "w2", "-c", "2")
+    wait_status(db, swallow.id, "failed", timeout=30)
+    wait_status(db, sleeper.id, "completed", timeout=30)
+    _, retry = db.runs(swallow.id)
+    assert (retry.status, retry.outcome_reason) == ("failed", "retries_exhausted")
+    assert retry.error_type == "TimeoutError"
+    assert [(r.attempt, r.status) for r in db.runs(sleeper.id)] == [(1, "succeeded")]
+    assert second.stop() == 0

@@ -55,6 +55,8 @@ ROUTES = [
     Route("GET", "/api/v1/tasks/{task_id}", Role.READER, 200),
     Route("GET", "/api/v1/tasks/{task_id}/runs", Role.READER, 200),
     Route("POST", "/api/v1/tasks/{task_id}/cancel", Role.PRODUCER, 200),
+    # a fresh task is still queued: a caller the role admits gets past auth to the 409
+    Route("POST", "/api/v1/tasks/{task_id}/retry", Role.PRODUCER, 409),
     Route("GET", "/api/v1/queues", Role.READER, 200),
     Route("POST", "/api/v1/queues/{name}/pause", Role.ADMIN, 200),
     Route("POST", "/api/v1/queues/{name}/resume", Role.ADMIN, 200),
@@ -188,7 +190,8 @@ def test_a_backend_failure_other_than_bad_credentials_is_not_a_401(
     assert "connection refused" not in response.text
 
 
-def test_identity_subject_is_the_audit_actor(api: Api) -> None:
+def test_the_exact_credential_is_the_audit_actor(api: Api) -> None:
+    """An API key is recorded by its prefix (names may repeat), a JWT by its subject."""
     key = api.key("producer", name="ci-bot")
     created = api.client.post(
         "/api/v1/tasks", json={"name": "example.echo"}, headers={"X-API-Key": key}
@@ -199,7 +202,11 @@ def test_identity_subject_is_the_audit_actor(api: Api) -> None:
         headers={"Authorization": f"Bearer {api.jwt('producer', sub='alice')}"},
     )
     actors = {r.target_id: r.actor for r in api.store.list_audit(action="task.create")}
-    assert actors == {created.json()["id"]: "apikey:ci-bot", jwt_created.json()["id"]: "jwt:alice"}
+    prefix = key.split("_")[1]
+    assert actors == {
+        created.json()["id"]: f"apikey:{prefix}",
+        jwt_created.json()["id"]: "jwt:alice",
+    }
 
 
 def test_the_audit_actor_of_a_random_request_id_is_recorded(api: Api) -> None:

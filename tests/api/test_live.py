@@ -92,8 +92,9 @@ def _read_status(sock: socket.socket) -> int:
 
 
 def test_oversized_bodies_are_refused_before_they_are_read(
-    api_process: Callable[..., ApiProcess],
+    api_process: Callable[..., ApiProcess], service_env: dict[str, str]
 ) -> None:
+    key = admin_key(service_env)  # an anonymous caller gets its 401 before any body is read
     server = api_process()
     # a declared length far over the limit: answered at once, with no body sent at all
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
@@ -103,7 +104,7 @@ def test_oversized_bodies_are_refused_before_they_are_read(
         assert time.monotonic() - started < 5
     # a chunked body: refused once the count passes 1 MiB, though the body never ends
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        _send_headers(sock, server.port, "Transfer-Encoding: chunked\r\n")
+        _send_headers(sock, server.port, f"Transfer-Encoding: chunked\r\nX-API-Key: {key}\r\n")
         chunk = b"x" * 65536
         for _ in range(20):  # 1.25 MiB, and no terminating zero-length chunk
             try:

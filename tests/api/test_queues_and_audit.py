@@ -132,7 +132,7 @@ def test_audit_log_filters_and_pages(api: Api) -> None:
     assert [r["target_id"] for r in created["items"]] == tasks[:1:-1]
     newest = created["items"][0]
     assert (newest["actor"], newest["target_type"], newest["details"]) == (
-        "apikey:producer",
+        f"apikey:{api.keys['producer'].split('_')[1]}",  # the key's prefix, not its name
         "task",
         {"name": "example.echo", "queue": "default"},
     )
@@ -178,6 +178,8 @@ def _mutations(api: Api, db: Db) -> dict[str, tuple[Callable[[], Any], str]]:
             "task.create",
         ),
         "cancel": (lambda: post(f"/api/v1/tasks/{victim}/cancel", headers=producer), "task.cancel"),
+        # the task the line above cancelled, run again
+        "retry": (lambda: post(f"/api/v1/tasks/{victim}/retry", headers=producer), "task.retry"),
         "pause": (lambda: post("/api/v1/queues/q/pause", headers=admin), "queue.pause"),
         "resume": (lambda: post("/api/v1/queues/q/resume", headers=admin), "queue.resume"),
         "replay": (
@@ -222,6 +224,7 @@ def test_every_mutating_route_writes_exactly_one_audit_row(api: Api, db: Db) -> 
 def test_a_failed_request_writes_no_audit_row(api: Api, db: Db) -> None:
     finished = _task(api)
     api.client.post(f"/api/v1/tasks/{finished}/cancel", headers=api.auth("producer"))
+    queued = _task(api)
     producer, admin, reader = api.auth("producer"), api.auth("admin"), api.auth("reader")
     post = api.client.post
     unknown_schedule = f"/api/v1/schedules/{uuid.uuid4()}"
@@ -235,6 +238,9 @@ def test_a_failed_request_writes_no_audit_row(api: Api, db: Db) -> None:
         ),
         (post(f"/api/v1/tasks/{finished}/cancel", headers=producer), 409),
         (post(f"/api/v1/tasks/{uuid.uuid4()}/cancel", headers=producer), 404),
+        (post(f"/api/v1/tasks/{queued}/retry", headers=producer), 409),
+        (post(f"/api/v1/tasks/{uuid.uuid4()}/retry", headers=producer), 404),
+        (post(f"/api/v1/tasks/{finished}/retry", headers=reader), 403),
         (post("/api/v1/queues/bad name/pause", headers=admin), 422),
         (post("/api/v1/queues/q/pause", headers=producer), 403),
         (post("/api/v1/queues/q/dlq/replay", json={}, headers=admin), 422),
@@ -251,7 +257,7 @@ def test_a_failed_request_writes_no_audit_row(api: Api, db: Db) -> None:
     ]
     assert [r.status_code for r, _ in failures] == [code for _, code in failures]
     before = db.scalar("SELECT count(*) FROM audit_log")
-    assert before == 2  # the setup's create and cancel only
+    assert before == 3  # the setup's two creates and one cancel only
 
 
 def test_a_request_that_fails_after_writing_its_audit_row_leaves_nothing(

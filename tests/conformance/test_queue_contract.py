@@ -172,6 +172,25 @@ def test_handing_back_spends_no_attempt(stack: Stack) -> None:
     assert again.attempt == 1
 
 
+def test_handing_back_with_a_delay_spends_nothing_and_holds_the_run_that_long(
+    stack: Stack,
+) -> None:
+    (task_id,) = enqueue(stack, queue="later")
+    w = worker()
+    (run,) = stack.backend.acquire(["later"], 1, w)
+    assert stack.backend.hand_back([run], w, delay=0.5) == 1
+    task = stack.service.get(task_id)
+    assert task.status == "queued"
+    assert [(r.attempt, r.status, r.started_at) for r in task.runs] == [(1, "queued", None)]
+    assert stack.backend.counts(["later"])[0].inflight == 0
+    assert stack.backend.acquire(["later"], 1, worker()) == []  # not before its delay
+    time.sleep(0.6)
+    (again,) = stack.backend.acquire(["later"], 1, worker())
+    assert (again.run_id, again.attempt) == (run.run_id, 1)
+    # a second hand-back of the same claim is fenced: the run is another worker's now
+    assert stack.backend.hand_back([run], w, delay=0.5) == 0
+
+
 def test_pause_stops_fetching_until_resume(stack: Stack) -> None:
     enqueue(stack, queue="p")
     stack.service.pause("p")
@@ -183,11 +202,19 @@ def test_pause_stops_fetching_until_resume(stack: Stack) -> None:
 
 def test_poison_budget(stack: Stack) -> None:
     (task_id,) = enqueue(stack, queue="poison")
+    # lost beside other runs (it was not started alone): not charged, the next run is suspect
+    assert len(stack.backend.acquire(["poison"], 1, worker(ttl=0.2))) == 1
+    time.sleep(0.3)
+    stack.backend.maintain()
+    assert stack.service.get(task_id).status == "retrying"
     for _ in range(stack.settings.poison_budget):
-        assert len(stack.backend.acquire(["poison"], 1, worker(ttl=0.2))) == 1
+        (run,) = stack.backend.acquire(["poison"], 1, worker(ttl=0.2))
+        assert run.suspect
+        assert stack.store.mark_isolated(run)  # its worker started it alone
         time.sleep(0.3)
         stack.backend.maintain()
     task = stack.service.get(task_id)
+    assert task.lost_runs == 3
     assert task.status == "failed"
     assert task.failure_reason == "lost"
     assert stack.backend.counts(["poison"])[0].dlq == 1

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
+import redis
 
 from taskrt.ids import uuid7
 from taskrt.outcomes import OutcomeBuilder
 from taskrt.queue.base import WorkerIdentity
 from taskrt.queue.redis_backend import RedisQueueBackend, lease_value
 from taskrt.service import EnqueueSpec, TaskService
+from taskrt.settings import Settings
 from taskrt.store import Store
 from tests.support import services
 
@@ -124,15 +128,22 @@ def test_poison_budget_dead_letters_a_task_that_keeps_losing_its_worker(
     service: TaskService, backend: RedisQueueBackend, store: Store
 ) -> None:
     (task_id,) = enqueue(service, queue="poison")
+    # lost beside other runs (it was not started alone): not charged, the next run is suspect
+    assert len(backend.acquire(["poison"], 1, worker(ttl=0.2))) == 1
+    time.sleep(0.3)
+    backend.maintain()
     for _ in range(service.settings.poison_budget):
         runs = backend.acquire(["poison"], 1, worker(ttl=0.2))
         assert len(runs) == 1
+        assert runs[0].suspect
+        assert store.mark_isolated(runs[0])  # its worker started it alone
         time.sleep(0.3)
         backend.maintain()
     task = store.get_task(task_id)
     assert task.status == "failed"
     assert task.failure_reason == "lost"
-    assert [r.status for r in task.runs] == ["lost"] * 3
+    assert task.lost_runs == 3
+    assert [r.status for r in task.runs] == ["lost"] * 4
     assert backend.redis.lrange(backend.keys.queue("poison").dlq, 0, -1) == [str(task_id).encode()]
 
 
@@ -253,6 +264,7 @@ def test_reconcile_rebuilds_redis_from_the_store(
 def test_the_outbox_relay_dispatches_what_a_producer_did_not(
     service: TaskService, backend: RedisQueueBackend, store: Store
 ) -> None:
+    backend.maintain()  # the first pass builds the queues (and their marker) from the store
     item = service.prepare(EnqueueSpec(name="example.echo", payload={}, queue="relay"))
     store.insert_tasks([item], with_outbox=True)  # committed; the producer died before dispatch
     assert backend.counts(["relay"])[0].ready == 0
@@ -306,3 +318,147 @@ def test_two_concurrent_replays_create_one_new_run(
     runs = store.get_task(task_id).runs
     assert [(r.attempt, r.status) for r in runs] == [(1, "failed"), (2, "queued")]
     assert backend.counts(["replay"])[0].dlq == 0
+
+
+# --- Redis losing its data (issue 12, defect 8) and the database clock deciding (defect 14) ---
+
+
+def test_a_flush_is_rebuilt_by_the_next_maintenance_pass_with_the_leases_of_running_runs(
+    service: TaskService, backend: RedisQueueBackend, store: Store, redis_prefix: str
+) -> None:
+    backend.maintain()  # the first pass builds the queues and their marker
+    enqueue(service, 4, queue="flushed")
+    enqueue(service, 2, queue="flushed", delay=30)
+    dead = worker(ttl=0.5)  # fetches one run, then never renews: its process died
+    (running,) = backend.acquire(["flushed"], 1, dead)
+    service.outbox.flush()  # the producer's outbox deletes: the relay has nothing to send
+    services.delete_prefix(backend.redis, redis_prefix)  # a flush: every key of ours gone
+
+    report = backend.maintain()
+    assert report.rebuilt == 1
+    assert report.leases_restored == 1
+    counts = backend.counts(["flushed"])[0]
+    assert (counts.ready, counts.delayed, counts.inflight) == (3, 2, 1)
+    assert backend.maintain().rebuilt == 0  # the marker is back: nothing more to do
+
+    # the lease written back lets the reaper find the run of the worker that died
+    time.sleep(0.6)
+    lost = backend.maintain()
+    assert [item.run_id for item in lost.lost] == [running.run_id]
+    assert [r.status for r in store.get_task(running.task_id).runs] == ["lost", "queued"]
+
+
+def test_processes_noticing_one_flush_together_rebuild_it_once(
+    service: TaskService,
+    backend: RedisQueueBackend,
+    store: Store,
+    settings: Settings,
+    redis_prefix: str,
+) -> None:
+    others = [RedisQueueBackend.from_settings(store, settings) for _ in range(3)]
+    try:
+        backend.maintain()
+        enqueue(service, 5, queue="together")
+        service.outbox.flush()  # the producer's outbox deletes: the relay has nothing to send
+        services.delete_prefix(backend.redis, redis_prefix)
+        reports = []
+        threads = [
+            threading.Thread(target=lambda b=b: reports.append(b.maintain()))
+            for b in [backend, *others]
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        # one rebuilt; the others found the lock taken or the marker back, and no run was
+        # placed twice
+        assert sum(r.rebuilt for r in reports) == 1
+        ready = backend.redis.lrange(backend.keys.queue("together").ready, 0, -1)
+        assert len(ready) == len(set(ready)) == 5
+    finally:
+        for other in others:
+            other.close()
+
+
+def test_a_restarted_redis_that_reloaded_an_old_snapshot_is_rebuilt(
+    pg_url: str,
+    tmp_path: Path,
+    redis_prefix: str,
+) -> None:
+    """The marker survives in the snapshot; the server's new run id gives the restart away."""
+    from taskrt.db.engine import create_engine
+    from taskrt.runtime import Runtime
+    from taskrt.settings import load_settings
+    from tests.chaos.servers import free_port
+
+    port = free_port()
+    command = [
+        "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+        "--appendonly", "no", "--dir", str(tmp_path), "--dbfilename", "dump.rdb",
+    ]  # fmt: skip
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        probe = redis.Redis(port=port)
+        for _ in range(500):
+            try:
+                if probe.ping():
+                    return proc
+            except redis.RedisError:
+                time.sleep(0.01)
+        raise AssertionError("the private redis-server did not start")
+
+    proc = start()
+    settings = load_settings(
+        database_url=pg_url,
+        redis_url=f"redis://127.0.0.1:{port}/0",
+        redis_prefix=redis_prefix,
+        plugins_modules=["tests.support.testkit"],
+        outbox_grace=0.0,
+    )
+    store = Store(create_engine(settings.database_url))
+    private = RedisQueueBackend.from_settings(store, settings)
+    svc = TaskService(Runtime.load(settings), store, private)
+    try:
+        private.maintain()
+        enqueue(svc, 2, queue="snap")
+        private.redis.save()  # the snapshot holds the marker and two runs
+        enqueue(svc, 1, queue="snap")  # written after it: lost with the restart
+        svc.outbox.flush()
+        first_run_id = private.guard.server_run_id()
+        private.redis.shutdown(nosave=True)
+        proc.wait(10)
+        proc = start()
+        assert private.guard.server_run_id() != first_run_id
+        assert private.counts(["snap"])[0].ready == 2  # the old snapshot, marker included
+        assert private.guard.loss() is not None
+        report = private.maintain()
+        assert report.rebuilt == 1
+        assert private.counts(["snap"])[0].ready == 3
+    finally:
+        private.close()
+        store.dispose()
+        proc.kill()
+        proc.wait(10)
+
+
+def test_a_claim_refuses_a_run_not_due_by_the_database_clock_and_spends_nothing(
+    service: TaskService, backend: RedisQueueBackend, store: Store
+) -> None:
+    (task_id,) = enqueue(service, queue="early", delay=5)
+    run_id = store.get_task(task_id).runs[0].id
+    k = backend.keys.queue("early")
+    # what a Redis whose clock runs ahead does: the run leaves the delayed set too soon
+    backend.redis.zrem(k.delayed, str(run_id))
+    backend.redis.rpush(k.ready, str(run_id))
+    assert backend.acquire(["early"], 10, worker()) == []
+
+    (run,) = store.get_task(task_id).runs
+    assert (run.status, run.attempt, run.started_at) == ("queued", 1, None)
+    score = backend.redis.zscore(k.delayed, str(run_id))
+    seconds, micros = backend.redis.time()
+    left = score - (seconds * 1000 + micros // 1000) if score is not None else None
+    assert left is not None
+    assert 3_000 < left <= 5_000, left  # back in delayed for the time it has left
+    counts = backend.counts(["early"])[0]
+    assert (counts.ready, counts.inflight) == (0, 0)

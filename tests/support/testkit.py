@@ -50,6 +50,25 @@ async def async_slow(payload: Any) -> None:
     await asyncio.sleep(float(payload.get("seconds", 5)))
 
 
+@taskrt.task("testkit.async_swallow", timeout=0.5)
+async def async_swallow(payload: Any) -> str:
+    """An async handler that swallows every cancellation and keeps going for ``seconds``."""
+    end = time.monotonic() + float(payload.get("seconds", 30))
+    while (left := end - time.monotonic()) > 0:
+        try:
+            await asyncio.sleep(left)
+        except asyncio.CancelledError:
+            continue
+    return "swallowed"
+
+
+@taskrt.task("testkit.async_block", timeout=0.5)
+async def async_block(payload: Any) -> str:
+    """An async handler that blocks the event loop for ``seconds`` (time.sleep, no await)."""
+    time.sleep(float(payload.get("seconds", 3)))  # noqa: ASYNC251 - blocking is the point
+    return "blocked"
+
+
 @taskrt.task("testkit.retry_later", max_retries=1)
 def retry_later(payload: Any, ctx: taskrt.TaskContext) -> str:
     """Ask for a retry after ``delay`` seconds on the first attempt."""
@@ -71,6 +90,68 @@ async def chatty_async(payload: Any) -> None:
     logging.getLogger("testkit.library").info("library line from an async handler")
 
 
+class _AbsurdDelays:
+    """A retry strategy plugin answering whatever delay its ``delay`` parameter names
+    ("nan", "inf", "-inf", "1e308", ...): what a buggy third-party strategy may return."""
+
+    def __init__(self, delay: str = "inf") -> None:
+        self.value = float(delay)
+
+    def decide(self, failure: taskrt.Failure) -> taskrt.RetryDecision:
+        if failure.retries_left <= 0:
+            return taskrt.RetryDecision.give_up()
+        return taskrt.RetryDecision(retry=True, delay=self.value)  # not retry_in: unfiltered
+
+
+@taskrt.hookimpl(specname="register_retry_strategies")
+def register_testkit_retry_strategies(register: Callable[[str, Any], None]) -> None:
+    """Register the test retry strategies."""
+    register("testkit.absurd", _AbsurdDelays)
+
+
+@taskrt.task("testkit.absurd_retry", max_retries=3, retry="testkit.absurd")
+def absurd_retry(payload: Any) -> None:
+    """Always raise; retried after whatever delay the task's ``testkit.absurd`` params say."""
+    raise RuntimeError("failing for an absurd retry delay")
+
+
+@taskrt.task("testkit.nul_result")
+def nul_result(payload: Any) -> str:
+    """Return text PostgreSQL cannot store in JSON (a NUL character)."""
+    return "before\x00after"
+
+
+@taskrt.task("testkit.deep_result", max_retries=3)
+def deep_result(payload: Any) -> Any:
+    """Return a list nested ``payload["depth"]`` levels deep, or a lone surrogate when
+    ``payload["surrogate"]`` is set: results no read could return."""
+    if payload.get("surrogate"):
+        return {"text": "\ud800"}
+    value: Any = 1
+    for _ in range(int(payload["depth"])):
+        value = [value]
+    return value
+
+
+@taskrt.task("testkit.record", max_retries=3)
+def record(payload: Any, ctx: taskrt.TaskContext) -> dict[str, Any]:
+    """Append one line per execution to the file ``payload["log"]`` (wall time, pid, task, run,
+    attempt), then sleep ``ms``; ask for a retry after ``retry_delay`` seconds on attempt 1
+    if given, or kill the worker if ``crash`` is set. The chaos tests count executions with it."""
+    line = f"{time.time():.6f} {os.getpid()} {ctx.task_id} {ctx.run_id} {ctx.attempt}\n"
+    fd = os.open(payload["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())  # one small O_APPEND write: lines never interleave
+    finally:
+        os.close(fd)
+    if payload.get("crash"):
+        os._exit(1)
+    if ctx.attempt == 1 and payload.get("retry_delay") is not None:
+        raise taskrt.Retry(delay=float(payload["retry_delay"]))
+    time.sleep(float(payload.get("ms", 0)) / 1000)
+    return {"attempt": ctx.attempt}
+
+
 @taskrt.hookimpl
 def register_task_handlers(register: Callable[[taskrt.TaskType[Any]], None]) -> None:
     """Register the test task types."""
@@ -81,8 +162,14 @@ def register_task_handlers(register: Callable[[taskrt.TaskType[Any]], None]) -> 
         block,
         spin,
         async_slow,
+        async_swallow,
+        async_block,
         retry_later,
         chatty,
         chatty_async,
+        absurd_retry,
+        nul_result,
+        deep_result,
+        record,
     ):
         register(task_type)

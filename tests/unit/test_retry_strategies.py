@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import pytest
@@ -11,7 +12,14 @@ import taskrt_handlers_example.plugin as example_plugin
 import taskrt_plugins.retry_strategies as builtin_strategies
 from taskrt.exceptions import ValidationError
 from taskrt.plugins import Registry
-from taskrt.retry import DelayStrategy, Failure, RetryDecision, RetryStrategy
+from taskrt.retry import (
+    RETRY_DELAY_LIMIT,
+    DelayStrategy,
+    Failure,
+    RetryDecision,
+    RetryStrategy,
+    bound_delay,
+)
 from taskrt.runtime import Runtime
 from taskrt.settings import Settings
 
@@ -234,3 +242,63 @@ def test_a_plain_function_factory_works() -> None:
     registry = Registry(retry_strategies={"always": lambda seconds=1.0: Always(seconds)})
 
     assert registry.retry_strategy("always", {"seconds": 4}).decide(failure(9)).delay == 4
+
+
+# --- every delay is bounded (issue 12, #1) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "field"),
+    [
+        ("exponential", {"base": 1e308}, "base"),
+        ("exponential", {"max_delay": float("inf")}, "max_delay"),
+        ("exponential", {"base": float("nan")}, "base"),
+        ("exponential", {"factor": 1e6}, "factor"),
+        ("fixed", {"delay": 1e12}, "delay"),
+        ("fixed", {"delay": float("nan")}, "delay"),
+        ("linear", {"base": float("-inf")}, "base"),
+        ("linear", {"step": 1e300}, "step"),
+        ("linear", {"max_delay": 4e8}, "max_delay"),
+    ],
+)
+def test_durations_must_be_finite_and_at_most_ten_years(
+    registry: Registry, name: str, params: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ValidationError) as excinfo:
+        registry.retry_strategy(name, params)
+
+    assert ["retry_params", field] in [error["loc"] for error in excinfo.value.errors]
+
+
+def test_the_largest_accepted_parameters_give_storable_delays(registry: Registry) -> None:
+    limit = RETRY_DELAY_LIMIT
+    strategy = registry.retry_strategy(
+        "exponential", {"base": limit, "factor": 1000, "max_delay": limit}
+    )
+    assert delays(strategy, 3) == [limit] * 3
+    assert strategy.decide(failure(10**6, max_retries=10**7)).delay == limit
+
+
+@pytest.mark.parametrize(
+    ("given", "expected", "changed"),
+    [
+        (5.0, 5.0, False),
+        (0.0, 0.0, False),
+        (-1.0, 0.0, True),
+        (float("-inf"), 0.0, True),
+        (float("inf"), 100.0, True),
+        (1e308, 100.0, True),
+        (float("nan"), 100.0, True),
+        ("soon", 100.0, True),
+    ],
+)
+def test_bound_delay_brings_any_answer_into_range(
+    given: Any, expected: float, changed: bool
+) -> None:
+    value, why = bound_delay(given, 100.0)
+    assert value == expected
+    assert (why is not None) is changed
+
+
+def test_retry_in_keeps_nan_for_the_worker_to_bound() -> None:
+    assert math.isnan(RetryDecision.retry_in(float("nan")).delay)

@@ -305,3 +305,26 @@ def test_masked_is_plain_data_with_every_field() -> None:
 )
 def test_mask_url(url: str | None, expected: str | None) -> None:
     assert mask_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "used"), [("acme", "acme:"), ("acme:", "acme:"), ("", ""), ("a.b-c", "a.b-c:")]
+)
+def test_a_redis_prefix_gets_its_separator(
+    monkeypatch: pytest.MonkeyPatch, given: str, used: str
+) -> None:
+    monkeypatch.setenv("TASKRT_REDIS_PREFIX", given)
+    assert load_settings().redis_prefix == used
+
+
+def test_an_unsupported_database_url_names_the_setting_and_the_forms_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TASKRT_DATABASE_URL", "mysql://root@localhost/taskrt")
+    with pytest.raises(ConfigurationError) as excinfo:
+        load_settings()
+    message = str(excinfo.value)
+    assert "TASKRT_DATABASE_URL" in message
+    assert "unsupported database 'mysql'" in message
+    assert "postgresql://" in message
+    assert "sqlite:///" in message

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -13,12 +15,23 @@ import pytest
 from pydantic import BaseModel
 
 import taskrt
+from taskrt import logs
 from taskrt.exceptions import NonRetryableError, ValidationError
-from taskrt.outcomes import OutcomeBuilder, error_type_name, format_traceback, jsonable_result
+from taskrt.outcomes import (
+    OutcomeBuilder,
+    error_type_name,
+    format_traceback,
+    jsonable_result,
+    storable_text,
+)
+from taskrt.plugins import Registry
 from taskrt.queue.base import ClaimedRun
 from taskrt.queue.keyspace import Keyspace
+from taskrt.retry import Failure, RetryDecision
 from taskrt.runtime import Runtime
 from taskrt.settings import Settings
+from taskrt.worker.execution import ActiveRun
+from taskrt.worker.isolation import Isolation
 from taskrt.worker.main import parse_queues, weighted_order
 from taskrt.worker.slots import SlotPool
 from taskrt.worker.threads import HandlerThreads
@@ -191,3 +204,135 @@ def test_results_are_stored_as_json() -> None:
     assert jsonable_result(Point(3)) == {"x": 3}
     assert jsonable_result({"when": stamp}) == {"when": str(stamp)}
     assert jsonable_result([1, "a", None]) == [1, "a", None]
+
+
+# --- bounded retry delays, storable errors (issue 12, #1) ------------------------------------
+
+
+class _Answers:
+    """A strategy plugin answering a fixed, possibly absurd, delay."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+
+    def decide(self, failure: Failure) -> RetryDecision:
+        return RetryDecision(retry=True, delay=self.delay)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (float("nan"), 600.0),
+        (float("inf"), 600.0),
+        (1e308, 600.0),
+        (float("-inf"), 0.0),
+        (-5.0, 0.0),
+        (42.0, 42.0),
+    ],
+)
+def test_whatever_a_strategy_answers_the_delay_is_bounded(answer: float, expected: float) -> None:
+    registry = Registry(retry_strategies={"answers": _Answers})
+    builder = OutcomeBuilder(registry, traceback_limit=300, max_retry_delay=600.0)
+    run = claimed(retry="answers", retry_params={"delay": answer})
+    assert builder.failed(run, RuntimeError()).retry_delay == expected
+
+
+def test_a_retry_request_is_bounded_too(builder: OutcomeBuilder) -> None:
+    finish = builder.failed(claimed(), taskrt.Retry(delay=1e308))
+    assert finish.retry_delay == builder.max_retry_delay == 30 * 86400.0
+
+
+def test_clamping_is_logged_at_most_once_a_minute_per_strategy(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = Registry(retry_strategies={"answers.once": _Answers})
+    builder = OutcomeBuilder(registry, traceback_limit=300, max_retry_delay=600.0)
+    run = claimed(retry="answers.once", retry_params={"delay": float("inf")})
+    with caplog.at_level(logging.WARNING, logger="taskrt.worker"):
+        for _ in range(20):
+            builder.failed(run, RuntimeError())
+    lines = [r.getMessage() for r in caplog.records if "answers.once" in r.getMessage()]
+    assert len(lines) == 1
+    assert "above the maximum" in lines[0]
+
+
+def test_error_text_is_made_storable() -> None:
+    assert storable_text("a\x00b") == "a\\x00b"
+    assert storable_text("lone \ud800 surrogate") == "lone \\ud800 surrogate"
+    assert storable_text("plain é") == "plain é"
+    builder = OutcomeBuilder(Registry(), traceback_limit=300)
+    finish = builder.failed(claimed(retry="none"), RuntimeError("nul\x00 and \udfff"))
+    assert "\x00" not in (finish.error_message or "") + (finish.error_traceback or "")
+    (finish.error_message or "").encode("utf-8")
+
+
+# --- rate-limited log lines (issue 12, #17) --------------------------------------------------
+
+
+def test_rate_limited_log_writes_one_line_per_key_and_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limiter = logs.RateLimitedLog(interval=0.2)
+    logger = logging.getLogger("taskrt.test.ratelimit")
+    with caplog.at_level(logging.WARNING, logger="taskrt.test.ratelimit"):
+        written = [limiter.log(logger, logging.WARNING, "a", "entry %d", n) for n in range(5)]
+        written.append(limiter.log(logger, logging.WARNING, "b", "other key"))
+        time.sleep(0.25)
+        written.append(limiter.log(logger, logging.WARNING, "a", "entry %d", 9))
+    assert written == [True, False, False, False, False, True, True]
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "entry 0",
+        "other key",
+        "entry 9 (4 more like it suppressed since the last one)",
+    ]
+
+
+# --- suspect runs execute alone (issue 12, #12) ----------------------------------------------
+
+
+def test_a_suspect_run_waits_until_its_worker_holds_nothing_else() -> None:
+    isolation = Isolation(uuid.uuid4())
+    plain, suspect = ActiveRun(run=claimed()), ActiveRun(run=claimed(suspect=True))
+    assert isolation.park([plain, suspect]) == [plain]
+    assert isolation.engaged
+    started: list[ActiveRun] = []
+
+    def start(active: ActiveRun) -> bool:
+        started.append(active)
+        return True
+
+    held = {plain.run.run_id, suspect.run.run_id}
+    isolation.advance(held, busy=False, start_alone=start)
+    assert started == []  # the plain run is still held
+    isolation.advance({suspect.run.run_id}, busy=True, start_alone=start)
+    assert started == []  # a claim on its way, or a slot in use
+    isolation.advance({suspect.run.run_id}, busy=False, start_alone=start)
+    assert started == [suspect]
+    assert isolation.engaged  # until its outcome is written
+    isolation.advance({suspect.run.run_id}, busy=True, start_alone=start)
+    assert isolation.engaged
+    isolation.advance(set(), busy=False, start_alone=start)
+    assert not isolation.engaged
+
+
+def test_a_suspect_whose_isolation_cannot_be_recorded_stays_parked() -> None:
+    isolation = Isolation(uuid.uuid4())
+    first, second = ActiveRun(run=claimed(suspect=True)), ActiveRun(run=claimed(suspect=True))
+    assert isolation.park([first, second]) == []
+    answers: list[bool | None] = [None, False, True]
+    tried: list[ActiveRun] = []
+
+    def start(active: ActiveRun) -> bool | None:
+        tried.append(active)
+        return answers.pop(0)
+
+    held = {first.run.run_id, second.run.run_id}
+    isolation.advance(held, busy=False, start_alone=start)  # the store is away: kept
+    isolation.advance(held, busy=False, start_alone=start)  # no longer ours: dropped
+    isolation.advance({second.run.run_id}, busy=False, start_alone=start)
+    assert tried == [first, first, second]
+    assert isolation.engaged
+    isolation.advance(set(), busy=False, start_alone=start)
+    assert not isolation.engaged
+    assert answers == []

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from taskrt import logs, metrics
 from taskrt._version import __version__
 from taskrt.api.deps import ApiState
+from taskrt.api.docs_ui import install_docs
 from taskrt.api.errors import CatchAllMiddleware, install_error_handlers
 from taskrt.api.limits import BodyLimitMiddleware
 from taskrt.api.metrics import MetricsMiddleware
@@ -35,6 +36,7 @@ from taskrt.api.routes_queues import router as queues_router
 from taskrt.api.routes_schedules import router as schedules_router
 from taskrt.api.routes_tasks import router as tasks_router
 from taskrt.api.security import AuthChain
+from taskrt.api.server import NoDelayH11Protocol
 from taskrt.runtime import Runtime
 from taskrt.service import TaskService
 from taskrt.settings import Settings
@@ -56,6 +58,8 @@ def _build(max_body_bytes: int, lifespan: Callable[[FastAPI], Any] | None = None
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, from installed assets rather than a CDN
+        redoc_url=None,
         openapi_tags=[
             {"name": "tasks", "description": "Create, read, list and cancel tasks."},
             {"name": "queues", "description": "Queue sizes, pause and resume, dead letters."},
@@ -73,6 +77,7 @@ def _build(max_body_bytes: int, lifespan: Callable[[FastAPI], Any] | None = None
     app.include_router(admin_router)
     app.include_router(probes)
     app.include_router(metrics_router)
+    install_docs(app)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(CatchAllMiddleware)
@@ -129,6 +134,7 @@ def create_app_from_settings() -> FastAPI:
     settings = load_settings()
     # a uvicorn server process of `--workers N` starts with no logging set up
     logs.configure_logging(settings, "api")
+    NoDelayH11Protocol.configure(settings)  # before this process accepts a connection
     runtime = Runtime.load(settings)
     store = open_store(settings)
     backend = open_queue_backend(settings, store)

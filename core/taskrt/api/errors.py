@@ -81,7 +81,7 @@ def problem_response(
         type=problem_type(status),
         title=_title(status),
         status=status,
-        detail=detail,
+        detail=_printable(detail),
         request_id=request_id,
         errors=None if errors is None else [_error_item(e) for e in errors],
     )
@@ -91,8 +91,20 @@ def problem_response(
 
 
 def _error_item(error: Mapping[str, Any]) -> ProblemError:
-    loc = [part if isinstance(part, int) else str(part) for part in error.get("loc", ())]
-    return ProblemError(loc=loc, msg=str(error.get("msg", "")), type=error.get("type"))
+    loc = [
+        part if isinstance(part, int) else _printable(str(part)) for part in error.get("loc", ())
+    ]
+    return ProblemError(loc=loc, msg=_printable(str(error.get("msg", ""))), type=error.get("type"))
+
+
+def _printable(text: str) -> str:
+    """``text`` that can be encoded as UTF-8: a message quoting the client's input may carry
+    its lone surrogates, which would make the error response itself fail."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def prefixed(errors: Iterable[Mapping[str, Any]], *prefix: str | int) -> list[dict[str, Any]]:
@@ -128,6 +140,15 @@ async def _on_request_validation(request: Request, exc: Exception) -> ProblemRes
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type")}
         for e in exc.errors()
     ]
+    undecodable = next((e for e in errors if e["type"] == "json_invalid"), None)
+    if undecodable is not None:  # not JSON at all: the body could not be read (400, as documented)
+        position = undecodable["loc"][-1] if len(undecodable["loc"]) > 1 else None
+        at = f" at character {position}" if isinstance(position, int) else ""
+        return problem_response(
+            400,
+            f"the body is not valid JSON{at}: {undecodable['msg']}",
+            request_id=request_id_of(request.scope),
+        )
     where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
     return problem_response(
         422,

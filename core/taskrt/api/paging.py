@@ -63,7 +63,8 @@ def task_cursor(cursor: str) -> uuid.UUID:
 def audit_cursor(cursor: str) -> int:
     """The row id inside a cursor of an audit page; 422 if it is not one."""
     value = decode_cursor("a", cursor) or ""
-    if not value.isdigit() or len(value) > 18:
+    # isdigit() alone admits "²" and other digits int() refuses
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise _bad_cursor()
     return int(value)
 

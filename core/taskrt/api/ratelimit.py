@@ -5,8 +5,8 @@ The bucket of a caller holds ``N`` tokens and refills evenly over the period of 
 answers 429 with ``Retry-After``. The script reads the clock with Redis ``TIME``, so every API
 process sharing the Redis server (and ``TASKRT_REDIS_PREFIX``) shares each bucket.
 
-Callers are identities (``apikey:<name>``, ``jwt:<sub>``) with the limit of their role, or client
-IPs with the anonymous limit when no identity was established.
+Callers are identities (``apikey:<prefix>``, one bucket per key, ``jwt:<sub>``) with the limit
+of their role, or client IPs with the anonymous limit when no identity was established.
 
 When Redis does not answer, or none is configured, ``TASKRT_RATE_LIMIT_FALLBACK`` decides:
 ``local`` (default) keeps limiting with an in-process bucket per caller, so a single process
@@ -139,7 +139,7 @@ class RateLimiter:
             subject = f"ip:{client_ip or 'unknown'}"
             rate = self.anonymous if identity is None else self.rates[identity.role]
         else:
-            subject = f"{identity.backend}:{identity.subject}"
+            subject = identity.principal  # one bucket per credential, not per name
             rate = self.rates[identity.role]
         verdict = self.take(subject, rate)
         if not verdict.allowed:

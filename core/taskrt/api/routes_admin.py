@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from taskrt.api.deps import AdminCaller, ReaderCaller, State, state_of
+from taskrt.api.deps import AdminCaller, AuthFirstRoute, ReaderCaller, State, state_of
 from taskrt.api.errors import ProblemResponse, problem_response
 from taskrt.api.openapi import PROBLEMS, problems, role_doc
 from taskrt.api.paging import Cursor, PageLimit, audit_cursor, encode_cursor
@@ -25,7 +25,7 @@ from taskrt.auth import Role
 
 log = logging.getLogger("taskrt.api")
 
-router = APIRouter(prefix="/api/v1", tags=["admin"], responses=PROBLEMS)
+router = APIRouter(prefix="/api/v1", tags=["admin"], responses=PROBLEMS, route_class=AuthFirstRoute)
 probes = APIRouter(tags=["health"])
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from taskrt.api.deps import AdminCaller, ReaderCaller, State
+from taskrt.api.deps import AdminCaller, AuthFirstRoute, ReaderCaller, State
 from taskrt.api.errors import LocatedValidationError
 from taskrt.api.openapi import PROBLEMS, role_doc
 from taskrt.api.paging import Cursor, PageLimit, encode_cursor, task_cursor
@@ -21,7 +21,9 @@ from taskrt.api.schemas import (
 )
 from taskrt.auth import Role
 
-router = APIRouter(prefix="/api/v1/queues", tags=["queues"], responses=PROBLEMS)
+router = APIRouter(
+    prefix="/api/v1/queues", tags=["queues"], responses=PROBLEMS, route_class=AuthFirstRoute
+)
 
 QueuePath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="The queue's name.")]
 

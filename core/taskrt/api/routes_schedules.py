@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from taskrt.api.deps import AdminCaller, ReaderCaller, State
+from taskrt.api.deps import AdminCaller, AuthFirstRoute, ReaderCaller, State
 from taskrt.api.errors import LocatedValidationError, locate
 from taskrt.api.openapi import NOT_FOUND, PROBLEMS, role_doc
 from taskrt.api.paging import Cursor, PageLimit, encode_cursor, schedule_cursor
@@ -34,7 +34,9 @@ from taskrt.auth import Role
 from taskrt.exceptions import UnknownTaskError, ValidationError
 from taskrt.schedule_service import ScheduleService
 
-router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"], responses=PROBLEMS)
+router = APIRouter(
+    prefix="/api/v1/schedules", tags=["schedules"], responses=PROBLEMS, route_class=AuthFirstRoute
+)
 
 MAX_PREVIEW = 100
 MAX_FIRES = 500

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from taskrt.api.deps import ApiState, CallerInfo, ProducerCaller, ReaderCaller, State
+from taskrt.api.deps import (
+    ApiState,
+    AuthFirstRoute,
+    CallerInfo,
+    ProducerCaller,
+    ReaderCaller,
+    State,
+)
 from taskrt.api.errors import LocatedValidationError, locate
 from taskrt.api.openapi import CONFLICT, NOT_FOUND, PROBLEMS, role_doc
 from taskrt.api.paging import Cursor, PageLimit, encode_cursor, task_cursor
@@ -37,7 +44,9 @@ from taskrt.exceptions import ValidationError
 from taskrt.records import TaskStatus
 from taskrt.service import EnqueueSpec
 
-router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"], responses=PROBLEMS)
+router = APIRouter(
+    prefix="/api/v1/tasks", tags=["tasks"], responses=PROBLEMS, route_class=AuthFirstRoute
+)
 
 IdempotencyKey = Annotated[
     PlainText | None,
@@ -194,16 +203,25 @@ def list_tasks(
     ] = None,
     queue: Annotated[QueueName | None, Query(description="Only tasks of this queue.")] = None,
     name: Annotated[TaskName | None, Query(description="Only tasks of this type.")] = None,
+    kind: Annotated[
+        Literal["immediate", "scheduled", "all"],
+        Query(
+            description="`immediate` (the default): tasks to run; `scheduled`: the task "
+            "templates cron schedules fire; `all`: both."
+        ),
+    ] = "immediate",
     limit: PageLimit = 50,
     cursor: Cursor = None,
 ) -> TaskPage:
     """Tasks newest first, each with its latest run, filtered by status, queue and type name.
-    Pages are keyset-paginated: pass the `next_cursor` of a page as `cursor` for the next one."""
+    Schedule templates are left out unless `kind` asks for them. Pages are keyset-paginated:
+    pass the `next_cursor` of a page as `cursor` for the next one."""
     before = task_cursor(cursor) if cursor else None
     tasks = state.service.list_tasks(
         status=task_status.value if task_status else None,
         queue=queue,
         name=name,
+        kind=None if kind == "all" else kind,
         limit=limit + 1,
         before=before,
     )
@@ -250,3 +268,17 @@ def cancel_task(task_id: uuid.UUID, caller: ProducerCaller, state: State) -> Tas
     """Cancel a task: a queued one never runs, a running one is asked to stop (its status
     changes when its worker honours the request). 409 if it already finished."""
     return TaskOut.of(state.service.cancel(task_id, actor=caller.actor))
+
+
+@router.post(
+    "/{task_id}/retry",
+    response_model=TaskOut,
+    summary="Run a finished task again",
+    responses={**NOT_FOUND, **CONFLICT},
+    openapi_extra=role_doc(Role.PRODUCER),
+)
+def retry_task(task_id: uuid.UUID, caller: ProducerCaller, state: State) -> TaskOut:
+    """Give a finished task (completed, failed or cancelled) a new run with a fresh retry
+    budget; audited as ``task.retry``. 409 while the task is still queued, running or waiting
+    for a retry."""
+    return TaskOut.of(state.service.rerun(task_id, actor=caller.actor))

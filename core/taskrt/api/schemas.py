@@ -7,7 +7,6 @@ error into a 422 that names the field.
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal, cast
@@ -21,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from taskrt import jsonlimits
 from taskrt.records import (
     FireRecord,
     RunRecord,
@@ -617,21 +617,7 @@ class Readiness(BaseModel):
 
 
 def json_problems(value: Any, loc: tuple[str | int, ...]) -> list[dict[str, Any]]:
-    """Problems PostgreSQL would hit storing ``value`` as JSONB: NUL characters in strings or
-    keys, and NaN or infinite numbers (which JSON cannot carry)."""
-    found: list[dict[str, Any]] = []
-    if isinstance(value, str):
-        if "\x00" in value:
-            found.append({"loc": list(loc), "msg": "text must not contain NUL characters"})
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            found.append({"loc": list(loc), "msg": "numbers must be finite"})
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in str(key):
-                found.append({"loc": list(loc), "msg": "keys must not contain NUL characters"})
-            found += json_problems(item, (*loc, str(key)))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found += json_problems(item, (*loc, index))
-    return found
+    """Problems no store could hold or read back in ``value`` (NUL characters and lone
+    surrogates in strings or keys, NaN or infinite numbers, nesting deeper than the highest
+    depth limit allowed); the service layer checks the configured depth limit itself."""
+    return jsonlimits.json_problems(value, list(loc), max_depth=jsonlimits.MAX_DEPTH_LIMIT)

@@ -22,6 +22,7 @@ from fastapi import HTTPException
 
 from taskrt.auth import AuthBackend, AuthContext, AuthenticationFailed, Credentials, Identity, Role
 from taskrt.exceptions import ConfigurationError
+from taskrt.jsonlimits import text_problem
 from taskrt.plugins import Registry
 from taskrt.settings import Settings
 from taskrt.store import Store
@@ -31,6 +32,8 @@ log = logging.getLogger("taskrt.api.auth")
 ANONYMOUS_ADMIN = Identity(subject="anonymous", role=Role.ADMIN, backend="disabled")
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="taskrt"'}
 CREDENTIAL_HEADERS = ("authorization", "x-api-key")
+MAX_PRINCIPAL = 200
+"""Longest ``<backend>:<subject>`` the audit log's ``actor`` column holds."""
 
 
 class AuthChain:
@@ -82,6 +85,10 @@ class AuthChain:
                 log.info("auth backend %s refused credentials: %s", name, exc)
                 raise HTTPException(401, "invalid credentials", headers=CHALLENGE) from None
             if identity is not None:
+                why = subject_problem(identity)
+                if why is not None:  # refused here rather than a 500 at the first audit row
+                    log.info("auth backend %s gave an identity taskrt cannot record: %s", name, why)
+                    raise HTTPException(401, "invalid credentials", headers=CHALLENGE)
                 return identity
         if any(credentials.headers.get(h) for h in CREDENTIAL_HEADERS):
             raise HTTPException(
@@ -108,5 +115,18 @@ def require_role(identity: Identity, needed: Role) -> None:
 
 
 def actor_name(identity: Identity) -> str:
-    """How an identity appears in the audit log: ``<backend>:<subject>`` (``apikey:ci``)."""
-    return f"{identity.backend}:{identity.subject}"
+    """How an identity appears in the audit log: its :attr:`~taskrt.auth.Identity.principal`
+    (``apikey:1f2e3d4c``, ``jwt:alice``)."""
+    return identity.principal
+
+
+def subject_problem(identity: Identity) -> str | None:
+    """Why the audit log could not record ``identity``, or None: its principal must be text a
+    database can store and fit the audit log's actor column."""
+    principal = identity.principal
+    why = text_problem(principal)
+    if why is not None:
+        return f"subject: {why}"
+    if len(principal) > MAX_PRINCIPAL:
+        return f"subject: {principal[:40]}... is longer than {MAX_PRINCIPAL} characters"
+    return None

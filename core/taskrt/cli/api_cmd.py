@@ -42,7 +42,10 @@ def api_command(host: str, port: int, workers: int, log_format: str | None) -> N
     Prometheus metrics at /metrics).
 
     Auth backends, limits and everything else come from the settings (TASKRT_AUTH_BACKENDS,
-    TASKRT_API_MAX_BODY_BYTES, TASKRT_RATE_LIMIT_*, ...). Behind a proxy, uvicorn trusts
+    TASKRT_API_MAX_BODY_BYTES, TASKRT_RATE_LIMIT_*, ...). Slow clients are disconnected:
+    request headers must arrive within TASKRT_API_HEADER_TIMEOUT seconds, a body within
+    TASKRT_API_BODY_TIMEOUT, and idle keep-alive connections close after
+    TASKRT_API_KEEPALIVE_TIMEOUT. Behind a proxy, uvicorn trusts
     X-Forwarded-For only from the addresses in FORWARDED_ALLOW_IPS (default 127.0.0.1).
     With --workers above 1 the processes keep their metrics in files in a temporary folder
     (PROMETHEUS_MULTIPROC_DIR, made and removed here unless it is set) so that any of them
@@ -60,6 +63,7 @@ def api_command(host: str, port: int, workers: int, log_format: str | None) -> N
     # Fail here, with a readable message, rather than inside every server process.
     store = open_store(settings)
     try:
+        state.prepare_database(store.engine)
         AuthChain.from_settings(settings, state.runtime.registry, store)
     finally:
         store.dispose()
@@ -80,6 +84,7 @@ def api_command(host: str, port: int, workers: int, log_format: str | None) -> N
             proxy_headers=True,
             server_header=False,
             http=NoDelayH11Protocol,
+            timeout_keep_alive=settings.api_keepalive_timeout,
         )
     finally:
         if made_dir is not None:

@@ -83,8 +83,7 @@ def dev_command(
     settings = state.settings
     names, weights = parse_queues(queues)  # a bad --queues fails before anything starts
     refuse_multiprocess_dir("dev")
-    service = state.service
-    _ensure_schema(state)
+    service = state.service  # creates the embedded schema on first use, or checks a server's
     # configured only now: the migration's own INFO lines are noise here
     start_logging(settings, "dev", log_format)
     app = _build_app(state)
@@ -101,22 +100,6 @@ def dev_command(
 
 
 # --- preparing ------------------------------------------------------------------------------
-
-
-def _ensure_schema(state: CliState) -> None:
-    """Create or upgrade the embedded SQLite schema; on a server, only check it."""
-    from taskrt.db import migrate
-
-    engine = state.service.store.engine
-    if migrate.is_up_to_date(engine):
-        return
-    if state.settings.is_sqlite:
-        click.echo("creating the database schema (taskrt db upgrade) ...", err=True)
-        migrate.upgrade(engine)
-        return
-    raise ConfigurationError(
-        "the database schema is not at the newest revision: run `taskrt db upgrade` first"
-    )
 
 
 def _build_app(state: CliState) -> Any:

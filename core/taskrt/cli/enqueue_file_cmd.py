@@ -39,6 +39,10 @@ def spec_from_line(text: str, line: int) -> EnqueueSpec:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValidationError(f"line {line}: not valid JSON ({exc.msg})") from None
+    except RecursionError:  # far past TASKRT_MAX_JSON_DEPTH: the parser itself gave up
+        raise ValidationError(
+            f"line {line}: nested too deep to parse (see TASKRT_MAX_JSON_DEPTH)"
+        ) from None
     if not isinstance(data, dict):
         raise ValidationError(f"line {line}: expected a JSON object with a name, got {text[:80]}")
     for key, value in data.items():

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import click
 
 from taskrt import metrics
 from taskrt.exceptions import ConfigurationError
-from taskrt.logs import LogFormat, Service, configure_logging
+from taskrt.logs import LogFormat, Service, configure_logging, resolve_format
 from taskrt.metrics import MULTIPROC_ENV
 from taskrt.settings import Settings
 
@@ -19,12 +19,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def log_format_option(func: F) -> F:
-    """``--log-format json|text`` (default: ``TASKRT_LOG_FORMAT``, itself ``json``)."""
+    """``--log-format auto|json|text`` (default: ``TASKRT_LOG_FORMAT``, itself ``auto``)."""
     return click.option(
         "--log-format",
-        type=click.Choice(["json", "text"]),
-        help="Log lines as JSON objects, one per line, or as text for a terminal "
-        "(default: TASKRT_LOG_FORMAT, which defaults to json).",
+        type=click.Choice(["auto", "json", "text"]),
+        help="Log lines as JSON objects, one per line, or as text for a terminal; auto: text "
+        "when standard error is a terminal, else JSON (default: TASKRT_LOG_FORMAT, which "
+        "defaults to auto).",
     )(func)
 
 
@@ -40,7 +41,7 @@ def metrics_port_option(func: F) -> F:
 
 def start_logging(settings: Settings, service: Service, log_format: str | None) -> LogFormat:
     """Configure this service's log lines; returns the format chosen."""
-    chosen = cast(LogFormat, log_format or settings.log_format)
+    chosen = resolve_format(log_format or settings.log_format)
     configure_logging(settings, service, log_format=chosen)
     return chosen
 

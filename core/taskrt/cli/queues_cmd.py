@@ -95,22 +95,24 @@ def dlq_list_command(queue: str, limit: int, before: str | None, as_json: bool) 
 
 
 @dlq_group.command("replay")
-@click.argument("queue")
-@click.argument("task_ids", nargs=-1)
+@click.argument("targets", nargs=-1, metavar="[QUEUE] [TASK_ID]...")
 @click.option("--all", "replay_all", is_flag=True, help="Replay every dead-lettered task of QUEUE.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def dlq_replay_command(
-    queue: str, task_ids: tuple[str, ...], replay_all: bool, as_json: bool
-) -> None:
-    """Give dead-lettered tasks of QUEUE a new run: the listed TASK_IDS, or --all."""
+def dlq_replay_command(targets: tuple[str, ...], replay_all: bool, as_json: bool) -> None:
+    """Give dead-lettered tasks a new run: the listed TASK_IDs (their queue need not be named;
+    if it is, only tasks of that queue are replayed), or every one of QUEUE with --all.
+    Exits with status 1 when nothing was replayed."""
+    queue, task_ids = _replay_targets(targets)
     if bool(task_ids) == replay_all:
         raise ValidationError("give task ids or --all (not both)")
+    if replay_all and queue is None:
+        raise ValidationError("--all needs the queue: taskrt dlq replay QUEUE --all")
     state = get_state()
     ids: list[uuid.UUID] | None = [parse_task_id(t) for t in task_ids] if task_ids else None
     from rich.progress import Progress
 
     with Progress(transient=True, disable=as_json) as progress:
-        bar = progress.add_task(f"replaying {queue}", total=len(ids) if ids else None)
+        bar = progress.add_task(f"replaying {queue or ''}", total=len(ids) if ids else None)
         result = state.service.replay(
             queue,
             ids,
@@ -125,14 +127,29 @@ def dlq_replay_command(
                 "skipped": [str(t) for t in result.skipped],
             }
         )
-        return
-    click.echo(f"replayed {len(result.replayed)} task(s)")
-    if result.skipped:
-        click.echo(
-            f"skipped {len(result.skipped)} (not dead-lettered in {queue}): "
-            + json.dumps([str(t) for t in result.skipped][:10]),
-            err=True,
-        )
+    else:
+        click.echo(f"replayed {len(result.replayed)} task(s)")
+        if result.skipped:
+            where = f" in {queue}" if queue else ""
+            click.echo(
+                f"skipped {len(result.skipped)} (not dead-lettered{where}): "
+                + json.dumps([str(t) for t in result.skipped][:10]),
+                err=True,
+            )
+    if not result.replayed:
+        raise SystemExit(1)
+
+
+def _replay_targets(targets: tuple[str, ...]) -> tuple[str | None, list[str]]:
+    """Split ``[QUEUE] [TASK_ID]...``: a first word that is not a task id names the queue."""
+    if not targets:
+        return None, []
+    first, rest = targets[0], list(targets[1:])
+    try:
+        uuid.UUID(first)
+    except ValueError:
+        return first, rest
+    return None, [first, *rest]
 
 
 @click.command("workers")

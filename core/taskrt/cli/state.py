@@ -11,6 +11,8 @@ import click
 from taskrt.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from taskrt.runtime import Runtime
     from taskrt.service import TaskService
     from taskrt.store.audit import Actor
@@ -41,7 +43,16 @@ class CliState:
         from taskrt.service import TaskService
 
         store = open_store(self.settings)
+        self.prepare_database(store.engine)
         return TaskService(self.runtime, store, open_queue_backend(self.settings, store))
+
+    def prepare_database(self, engine: Engine) -> None:
+        """Create the embedded SQLite schema on first use; on a server, check it (one-line
+        errors naming the setting)."""
+        from taskrt.db.readiness import prepare_database
+
+        if prepare_database(self.settings, engine):
+            click.echo(f"taskrt: created the database schema in {engine.url}", err=True)
 
     def actor(self) -> Actor:
         """The audit actor for changes made from this command line (``cli:<user>``)."""

@@ -14,7 +14,7 @@ import click
 from taskrt.cli.output import print_json, print_table
 from taskrt.cli.state import get_state
 from taskrt.exceptions import ValidationError
-from taskrt.records import TaskRecord
+from taskrt.records import TaskRecord, TaskStatus
 
 
 def parse_payload(text: str | None) -> Any:
@@ -31,6 +31,11 @@ def parse_payload(text: str | None) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValidationError(f"--payload is not valid JSON: {exc}") from None
+    except RecursionError:  # far past TASKRT_MAX_JSON_DEPTH: the parser itself gave up
+        raise ValidationError(
+            "--payload is nested too deep to parse (see TASKRT_MAX_JSON_DEPTH)",
+            [{"loc": ["payload"], "msg": "nested too deep"}],
+        ) from None
 
 
 def seconds_text(span: timedelta) -> str:
@@ -105,7 +110,7 @@ def enqueue_command(
 
 @click.group("task")
 def task_group() -> None:
-    """Inspect and cancel single tasks."""
+    """Inspect, cancel and re-run single tasks."""
 
 
 def render_task(task: TaskRecord) -> None:
@@ -157,13 +162,42 @@ def render_task(task: TaskRecord) -> None:
 @task_group.command("show")
 @click.argument("task_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def show_command(task_id: str, as_json: bool) -> None:
+@click.option(
+    "--result",
+    "only_result",
+    is_flag=True,
+    help="Print only the result of a completed task, as JSON (exit status 1 while it has none).",
+)
+def show_command(task_id: str, as_json: bool, only_result: bool) -> None:
     """Show a task and every one of its runs."""
     task = get_state().service.get(parse_task_id(task_id))
-    if as_json:
+    if only_result:
+        if task.status is not TaskStatus.COMPLETED:
+            raise click.ClickException(
+                f"task {task.id} has no result: it is {task.status.value}"
+                + (f" ({task.failure_reason})" if task.failure_reason else "")
+            )
+        print_json(task.result)
+    elif as_json:
         print_json(task.to_dict())
     else:
         render_task(task)
+
+
+@task_group.command("retry")
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the task as JSON.")
+def retry_command(task_id: str, as_json: bool) -> None:
+    """Run a finished task (completed, failed or cancelled) again: a new run, a fresh retry
+    budget, the same payload."""
+    state = get_state()
+    task = state.service.rerun(parse_task_id(task_id), actor=state.actor())
+    if as_json:
+        print_json(task.to_dict(runs=False))
+    else:
+        run = task.latest_run
+        attempt = f" (attempt {run.attempt})" if run is not None else ""
+        click.echo(f"task {task.id} queued again in {task.queue}{attempt}")
 
 
 @task_group.command("cancel")

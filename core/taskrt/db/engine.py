@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,8 +31,11 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
-    """An engine for ``url``. Connects lazily: creating it touches no file and no server."""
+def create_engine(
+    url: str, *, pool_size: int = 10, echo: bool = False, **engine_options: Any
+) -> Engine:
+    """An engine for ``url``. Connects lazily: creating it touches no file and no server.
+    ``engine_options`` go to :func:`sqlalchemy.create_engine` (PostgreSQL only)."""
     if url.startswith("sqlite"):
         engine = sa.create_engine(
             url,
@@ -49,16 +53,35 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engin
 
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    # No pre-ping: it would cost a round trip per transaction on the hot path. A connection
-    # that died (a database restart) fails its statement once and the pool is invalidated;
-    # every loop of taskrt retries, and producers get a BackendUnavailableError.
-    return sa.create_engine(
-        url,
-        echo=echo,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_recycle=1800,
-    )
+    # No pre-ping (a round trip per checkout on the hot path): a zero-cost liveness check
+    # instead, which drops the connections a database restart closed before they are used.
+    options: dict[str, Any] = {"max_overflow": pool_size, "pool_recycle": 1800}
+    options.update(engine_options)
+    engine = sa.create_engine(url, echo=echo, pool_size=pool_size, **options)
+    event.listen(engine, "checkout", drop_closed_connection)
+    return engine
+
+
+def drop_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Pool ``checkout`` listener: refuse a pooled PostgreSQL connection the server closed.
+
+    A restart (or crash) of the server closes every connection it served, and the pool would
+    hand each of them out once more, failing the first statement on it. An idle connection
+    has nothing to read: a socket with something to read holds the server's goodbye (an
+    "administrator command" error, then the end of the stream), or at best an unsolicited
+    message taskrt does not use. Either way the connection is refused without a round trip:
+    :class:`~sqlalchemy.exc.DisconnectionError` makes the pool discard it and connect anew.
+    """
+    pgconn = getattr(dbapi_connection, "pgconn", None)
+    if pgconn is None:
+        return
+    try:
+        readable, _, _ = select.select([pgconn.socket], [], [], 0)
+        broken = bool(readable) or pgconn.status != 0  # psycopg.pq.ConnStatus.OK
+    except Exception as exc:  # no socket any more: it is unusable
+        raise sa.exc.DisconnectionError(f"pooled connection closed by the server: {exc}") from exc
+    if broken:
+        raise sa.exc.DisconnectionError("pooled connection closed by the server")
 
 
 def engine_from_settings(settings: Settings) -> Engine:

@@ -103,6 +103,12 @@ task_runs = sa.Table(
     sa.Column("error_traceback", sa.Text),
     sa.Column("outcome_reason", sa.String(32)),
     sa.Column("next_retry_at", UTCDateTime),
+    # The run before it was lost with its worker, which may have been killed by another run:
+    # this one executes with no other run beside it in its worker (docs/concepts/lifecycle.md).
+    sa.Column("suspect", sa.Boolean, nullable=False, server_default=sa.false()),
+    # When a worker started this suspect run alone; only such a run, if lost, spends the
+    # task's poison budget.
+    sa.Column("isolated_at", UTCDateTime),
     sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
     sa.CheckConstraint("attempt >= 1", name="attempt"),
     sa.UniqueConstraint("task_id", "attempt"),

@@ -46,6 +46,8 @@ class ClaimedRun:
     available_at: datetime
     started_at: datetime | None = None
     cancel_requested: bool = False
+    suspect: bool = False
+    """The run before it was lost with a worker that held other runs: execute it alone."""
 
 
 FinishStatus = Literal["succeeded", "failed", "cancelled"]
@@ -86,6 +88,14 @@ class FinishReport:
     fenced: list[RunFinish] = field(default_factory=list)
     """Finishes rejected because the run's lease was taken over (or it was handed back)."""
     retries: list[DispatchEntry] = field(default_factory=list)
+    recovered: list[RunFinish] = field(default_factory=list)
+    """Finishes (also in ``won``) that an earlier attempt of the same write had committed,
+    though its reply was lost: the run was already finished with this outcome and this
+    worker's lease token."""
+    unclaimed: list[RunFinish] = field(default_factory=list)
+    """Finishes (also in ``fenced``) whose run the store holds as ``queued`` again: a database
+    crash undid the claim after the handler ran, so that attempt is recorded nowhere and the
+    run must go back to its queue."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +154,9 @@ class LostRun:
     """``retry``, ``dead_letter`` (poison budget spent) or ``cancelled``."""
     trace_id: str | None = None
     """The task's trace id, so the reaper's log line joins the task's other lines."""
+    charged: bool = True
+    """True when the run was executing alone, so its loss spent the task's poison budget;
+    False when its worker held other runs too (the next run is suspect: it executes alone)."""
 
 
 @dataclass(slots=True)
@@ -158,6 +171,10 @@ class MaintenanceReport:
     reconciled_missing: int = 0
     reconciled_stale: int = 0
     workers_offline: int = 0
+    rebuilt: int = 0
+    """1 when this pass found Redis had lost the queues and rebuilt them from the store."""
+    leases_restored: int = 0
+    """Leases of running runs written back to Redis by that rebuild."""
     lost: list[LostRun] = field(default_factory=list)
     """Runs that ended ``lost`` in this pass, for the on_retry / on_dead_letter hooks."""
 
@@ -219,8 +236,11 @@ class QueueBackend(Protocol):
         """Write run outcomes (fenced) and move queue entries accordingly."""
         ...
 
-    def hand_back(self, runs: Sequence[ClaimedRun], worker: WorkerIdentity) -> int:
-        """Return unfinished runs to their queues without spending an attempt."""
+    def hand_back(
+        self, runs: Sequence[ClaimedRun], worker: WorkerIdentity, *, delay: float = 0.0
+    ) -> int:
+        """Return unfinished runs to their queues without spending an attempt; with ``delay``,
+        due again only after that many seconds (by the store's clock)."""
         ...
 
     # --- operators ------------------------------------------------------------------------

@@ -48,6 +48,12 @@ class Keyspace:
         """Set of every queue name ever dispatched to (a registry for listings and maintenance)."""
         return f"{self.prefix}taskrt:queues"
 
+    @property
+    def index_marker(self) -> str:
+        """Holds the run id of the Redis server the queues were last rebuilt on: missing, or
+        another server run's id, means Redis lost (or may have lost) what taskrt put there."""
+        return f"{self.prefix}taskrt:index"
+
     def lock(self, name: str) -> str:
         """A short-lived lock key for maintenance work done by one process at a time."""
         return f"{self.prefix}taskrt:lock:{name}"

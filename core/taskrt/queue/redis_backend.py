@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import secrets
 import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
 from redis.client import Pipeline
 
+from taskrt import logs, metrics
 from taskrt.exceptions import BackendUnavailableError
 from taskrt.ids import parse_uuid, uuid7
 from taskrt.queue.base import (
@@ -32,17 +35,22 @@ from taskrt.queue.base import (
     WorkerIdentity,
 )
 from taskrt.queue.keyspace import Keyspace, QueueKeys
+from taskrt.queue.redis_recovery import IndexGuard
 from taskrt.queue.scripts import Scripts
 from taskrt.settings import Settings
 from taskrt.store import RunState, Store
 
 log = logging.getLogger("taskrt.queue.redis")
+# entries anyone with access to Redis can push: at most one line a minute per queue and kind
+_dropped_log = logs.RateLimitedLog(60.0)
 
 SettleOp = tuple[str | bytes, ...]
 """One group of settle.lua's arguments: op, run id, lease value, extra 1, extra 2."""
 
 CHUNK = 500  # runs per script call: keeps Lua's unpack() and each call short
 PROMOTE_PER_FETCH = 200
+MAX_DELAY_S = 10.0**11  # about 3,000 years: far beyond any due time, well inside a score
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +72,13 @@ def lease_value(worker_id: uuid.UUID, lease_token: str) -> str:
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def delay_ms(seconds: float) -> int:
+    """A delay in whole milliseconds, rounded up and bounded (a score Redis can hold)."""
+    if not seconds > 0:  # also NaN
+        return 0
+    return math.ceil(min(seconds, MAX_DELAY_S) * 1000)
 
 
 def _text(value: bytes | str) -> str:
@@ -88,6 +103,7 @@ class RedisQueueBackend:
         self._pubsub_lock = threading.Lock()
         self._next_due_ms: int | None = None
         self._registered: set[str] = set()
+        self.guard = IndexGuard(self)
 
     @classmethod
     def from_settings(cls, store: Store, settings: Settings) -> RedisQueueBackend:
@@ -113,6 +129,7 @@ class RedisQueueBackend:
             by_queue[entry.queue].append(entry)
 
         new_queues = [q for q in by_queue if q not in self._registered]
+        left = self._left_ms(entries)
 
         def build(pipe: Pipeline) -> None:
             if new_queues:  # once per queue and process; the reconciler re-adds lost names
@@ -122,13 +139,24 @@ class RedisQueueBackend:
                 for chunk in _chunks(items):
                     args: list[Any] = [k.wake]
                     for e in chunk:
-                        args.extend((str(e.run_id), e.due_ms or 0))
+                        args.extend((str(e.run_id), left.get(e.run_id, 0)))
                     self.scripts.dispatch(
                         keys=[k.ready, k.delayed, k.inflight], args=args, client=pipe
                     )
 
         self.scripts.run_pipeline(build)
         self._registered.update(new_queues)
+
+    def _left_ms(self, entries: Sequence[DispatchEntry]) -> dict[uuid.UUID, int]:
+        """Milliseconds each delayed entry has left by the database clock (read once, only
+        if some entry has a due time). Redis scores them from its own TIME plus that, so the
+        two servers' clocks never meet in one comparison."""
+        delayed = [e for e in entries if e.due_ms is not None]
+        if not delayed:
+            return {}
+        now = self.store.clock()
+        now_ms = (now - _EPOCH) // timedelta(milliseconds=1)
+        return {e.run_id: int(e.due_ms or 0) - now_ms for e in delayed}
 
     def withdraw(self, entries: Sequence[DispatchEntry]) -> None:
         """Remove cancelled runs from their queues."""
@@ -199,20 +227,50 @@ class RedisQueueBackend:
         for queue, raw in leased.entries:
             run_id = parse_uuid(_text(raw))
             if run_id is None:
-                log.warning(
-                    "dropped an entry of queue %r that is not a run id: %r", queue, raw[:80]
+                _dropped_log.log(
+                    log,
+                    logging.WARNING,
+                    (queue, "garbage"),
+                    "dropped an entry of queue %r that is not a run id: %r",
+                    queue,
+                    raw[:80],
                 )
                 drop.append((queue, raw))
             else:
                 valid.append(run_id)
                 queue_of[run_id] = queue
-        claimed = self.store.claim_runs(
-            valid, worker_id=worker.id, lease_token=leased.token, lease_ttl=worker.lease_ttl
-        )
+        try:
+            claimed = self.store.claim_runs(
+                valid, worker_id=worker.id, lease_token=leased.token, lease_ttl=worker.lease_ttl
+            )
+        except Exception:
+            # the store recorded no claim (it is away): give the runs back at once rather
+            # than leave them in flight until their leases expire
+            self.unlease(leased, worker)
+            raise
         claimed_ids = {c.run_id for c in claimed}
-        for run_id in valid:
-            if run_id not in claimed_ids:  # cancelled, duplicate, unknown or already finished
-                log.warning(
+        refused = [run_id for run_id in valid if run_id not in claimed_ids]
+        early = self.store.not_due(refused) if refused else {}
+        if early:
+            # Redis let them out before their time by the database clock (the clocks
+            # disagree): back to delayed for the time left, no attempt spent
+            log.info(
+                "%d run(s) fetched before their due time by the database clock; put back "
+                "until then (are the Redis and database clocks apart?)",
+                len(early),
+            )
+            later: dict[str, list[SettleOp]] = defaultdict(list)
+            for run_id, left in early.items():
+                later[queue_of[run_id]].append(("L", str(run_id), value, "", str(left)))
+            for queue, items in later.items():
+                metrics.runs_not_due(queue, len(items))
+            self._settle(later)
+        for run_id in refused:
+            if run_id not in early:  # cancelled, duplicate, unknown or already finished
+                _dropped_log.log(
+                    log,
+                    logging.WARNING,
+                    (queue_of[run_id], "unknown"),
                     "dropped run %s of queue %r: the store holds no queued run with that id "
                     "(unknown, cancelled, finished or a duplicate entry)",
                     run_id,
@@ -225,6 +283,21 @@ class RedisQueueBackend:
                 ops[queue].append(("X", raw_id, value, "", ""))
             self._settle(ops)
         return claimed
+
+    def unlease(self, leased: Leased, worker: WorkerIdentity) -> int:
+        """Put leased runs that were never claimed back at the head of their queues, in their
+        fetch order, if their leases are still this worker's (Redis only: the store holds them
+        ``queued`` already). Nothing is spent. Returns how many went back; if Redis is away
+        too, the leases expire and the reaper puts the runs back instead."""
+        value = lease_value(worker.id, leased.token)
+        ops: dict[str, list[SettleOp]] = defaultdict(list)
+        for queue, raw in reversed(leased.entries):  # each goes to the head: last one first
+            ops[queue].append(("U", raw, value, "", ""))
+        try:
+            return self._settle(ops)
+        except redis.RedisError as exc:
+            log.warning("could not put %d leased run(s) back (%s)", len(leased), exc)
+            return 0
 
     def _ensure_pubsub(self, queues: Sequence[str]) -> Any:
         with self._pubsub_lock:
@@ -283,11 +356,21 @@ class RedisQueueBackend:
         )
         report.cancel_requested = sorted(cancel)
         report.lost = [r.run_id for r in runs if r.run_id not in ours]
+        for run_id in self.renew_index([r for r in runs if r.run_id in ours], worker):
+            if run_id not in report.lost:
+                report.lost.append(run_id)
+        return report
+
+    def renew_index(self, runs: Sequence[ClaimedRun], worker: WorkerIdentity) -> list[uuid.UUID]:
+        """The Redis half of :meth:`renew`, for a worker that renews in the store on its own
+        schedule (so a slow Redis never delays the store's leases): extend the leases of
+        ``runs`` (which the store last said are this worker's) in Redis. Returns the runs
+        whose Redis lease another worker holds."""
         by_queue: dict[str, list[ClaimedRun]] = defaultdict(list)
         for run in runs:
-            if run.run_id in ours:
-                by_queue[run.queue].append(run)
+            by_queue[run.queue].append(run)
         ttl_ms = int(worker.lease_ttl * 1000)
+        taken_over: list[uuid.UUID] = []
 
         def build(pipe: Pipeline) -> None:
             for queue, items in by_queue.items():
@@ -298,12 +381,14 @@ class RedisQueueBackend:
                         args.extend((str(run.run_id), lease_value(worker.id, run.lease_token)))
                     self.scripts.renew(keys=[k.inflight, k.leases], args=args, client=pipe)
 
+        if not by_queue:
+            return taken_over
         for taken in self.scripts.run_pipeline(build):
             for raw in taken or ():
                 run_id = parse_uuid(_text(raw))
-                if run_id is not None and run_id not in report.lost:
-                    report.lost.append(run_id)
-        return report
+                if run_id is not None:
+                    taken_over.append(run_id)
+        return taken_over
 
     def finish(self, finishes: Sequence[RunFinish], worker: WorkerIdentity) -> FinishReport:
         """Write outcomes to the store (fenced), then settle the runs in Redis."""
@@ -316,24 +401,34 @@ class RedisQueueBackend:
             if f.status == "failed" and f.retry_delay is not None:
                 assert f.next_run_id is not None
                 entry = retry_due[f.next_run_id]
-                ops[f.run.queue].append(
-                    ("R", rid, value, str(f.next_run_id), str(entry.due_ms or 0))
-                )
+                # the delay the store added to its own clock, counted from Redis's TIME now
+                # (after the store's commit): the retry can only fall due late, never early
+                left = delay_ms(f.retry_delay) if entry.due_ms is not None else 0
+                ops[f.run.queue].append(("R", rid, value, str(f.next_run_id), str(left)))
             elif f.dead_letters:
                 ops[f.run.queue].append(("D", rid, value, str(f.run.task_id), ""))
             else:
                 ops[f.run.queue].append(("A", rid, value, "", ""))
+        unclaimed = {f.run.run_id for f in report.unclaimed}
         for f in report.fenced:
+            # a claim a database crash undid: the run is queued in the store, so it goes back
+            # to the head of its queue ("U", if the lease is still ours) instead of nowhere
+            op = "U" if f.run.run_id in unclaimed else "X"
             ops[f.run.queue].append(
-                ("X", str(f.run.run_id), lease_value(worker.id, f.run.lease_token), "", "")
+                (op, str(f.run.run_id), lease_value(worker.id, f.run.lease_token), "", "")
             )
         self._settle(ops)
         if report.retries:
             self.store.delete_outbox([e.run_id for e in report.retries])
         return report
 
-    def hand_back(self, runs: Sequence[ClaimedRun], worker: WorkerIdentity) -> int:
-        """Return unfinished runs to the head of their queues without spending an attempt."""
+    def hand_back(
+        self, runs: Sequence[ClaimedRun], worker: WorkerIdentity, *, delay: float = 0.0
+    ) -> int:
+        """Return unfinished runs to the head of their queues without spending an attempt;
+        with ``delay``, to their delayed sets, due by the store's clock."""
+        if delay > 0:
+            return self._hand_back_later(runs, worker, delay)
         handed = self.store.hand_back_runs(runs)
         handed_ids = {r.run_id for r in handed}
         ops: dict[str, list[SettleOp]] = defaultdict(list)
@@ -345,9 +440,24 @@ class RedisQueueBackend:
         self._settle(ops)
         return len(handed)
 
-    def _settle(self, ops: dict[str, list[SettleOp]]) -> None:
+    def _hand_back_later(
+        self, runs: Sequence[ClaimedRun], worker: WorkerIdentity, delay: float
+    ) -> int:
+        handed = {r.run_id for r in self.store.hand_back_runs(runs, delay)}
+        left_ms = str(max(math.ceil(delay * 1000), 1))  # the same delay the store applied
+        ops: dict[str, list[SettleOp]] = defaultdict(list)
+        for run in runs:
+            value = lease_value(worker.id, run.lease_token)
+            # "L": back to the delayed set for that long, if the lease is still ours
+            op = "L" if run.run_id in handed else "X"
+            ops[run.queue].append((op, str(run.run_id), value, "", left_ms))
+        self._settle(ops)
+        return len(handed)
+
+    def _settle(self, ops: dict[str, list[SettleOp]]) -> int:
+        """Run the settle ops; returns how many the scripts applied."""
         if not ops:
-            return
+            return 0
 
         def build(pipe: Pipeline) -> None:
             for queue, groups in ops.items():
@@ -362,7 +472,7 @@ class RedisQueueBackend:
                         client=pipe,
                     )
 
-        self.scripts.run_pipeline(build)
+        return sum(int(applied or 0) for applied in self.scripts.run_pipeline(build))
 
     # --- operators ------------------------------------------------------------------------
     def pause(self, queue: str) -> None:
@@ -379,6 +489,10 @@ class RedisQueueBackend:
         pipe.delete(k.paused)
         pipe.publish(k.wake, "w")
         pipe.execute()
+
+    def forget_registered_queues(self) -> None:
+        """Register queue names again on their next dispatch (Redis lost its registry)."""
+        self._registered = set()
 
     def known_queues(self) -> list[str]:
         """Queue names in the Redis registry."""
@@ -408,6 +522,8 @@ class RedisQueueBackend:
     def maintain(self, *, reconcile: bool = False) -> MaintenanceReport:
         """One maintenance pass; safe to run in every process at once."""
         report = MaintenanceReport()
+        if self.guard.check(report):
+            reconcile = False  # the rebuild was a full reconcile, and more
         queues = self.known_queues()
         for queue in queues:
             k = self.keys.queue(queue)
@@ -439,6 +555,7 @@ class RedisQueueBackend:
         ids = {raw: parse_uuid(_text(raw)) for raw, _ in expired}
         states = self.store.run_states([rid for rid in ids.values() if rid is not None])
         ops: dict[str, list[SettleOp]] = defaultdict(list)
+        unstarted: dict[str, list[SettleOp]] = defaultdict(list)
         lost_candidates: list[RunState] = []
         value_of: dict[uuid.UUID, bytes] = {}
         for raw, value in expired:
@@ -448,15 +565,17 @@ class RedisQueueBackend:
                 ops[queue].append(("X", raw, value, "", ""))
                 report.dropped += 1
             elif state.status == "queued":
-                ops[queue].append(("U", raw, value, "", ""))
-                report.requeued_unstarted += 1
+                unstarted[queue].append(("U", raw, value, "", ""))
             elif state.lease_expired:
                 lost_candidates.append(state)
                 value_of[state.run_id] = value
+        # every worker's pass sees the same expired entries: count only those this pass moved
+        report.requeued_unstarted += self._settle(unstarted)
         if lost_candidates:
             lost = self.store.mark_lost(
                 lost_candidates, poison_budget=self.settings.poison_budget, with_outbox=True
             )
+            left = self._left_ms([item.next_run for item in lost if item.next_run is not None])
             for item in lost:
                 value = value_of[item.run_id]
                 if item.next_run is not None:
@@ -466,7 +585,7 @@ class RedisQueueBackend:
                             str(item.run_id),
                             value,
                             str(item.next_run.run_id),
-                            str(item.next_run.due_ms or 0),
+                            str(left.get(item.next_run.run_id, 0)),
                         )
                     )
                 elif item.outcome == "dead_letter":

@@ -9,7 +9,7 @@ dispatch still on its way is not doubled. One process at a time does this (a Red
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from taskrt.ids import parse_uuid
@@ -27,41 +27,58 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def reconcile_all(backend: RedisQueueBackend, report: MaintenanceReport) -> None:
-    """Reconcile every queue known to Redis or to the store."""
+def all_queues(backend: RedisQueueBackend) -> tuple[list[str], set[str]]:
+    """Every queue known to Redis or to the store, and the paused ones."""
     store = backend.store
     paused = store.paused_queues()
     queues = set(backend.known_queues()) | set(store.queued_queue_names()) | paused
     queues |= set(store.failed_queue_names())
-    for queue in sorted(queues):
+    return sorted(queues), paused
+
+
+def reconcile_all(backend: RedisQueueBackend, report: MaintenanceReport) -> None:
+    """Reconcile every queue known to Redis or to the store."""
+    queues, paused = all_queues(backend)
+    for queue in queues:
         reconcile_queue(backend, queue, paused=queue in paused, report=report)
 
 
 def reconcile_queue(
-    backend: RedisQueueBackend, queue: str, *, paused: bool, report: MaintenanceReport
+    backend: RedisQueueBackend,
+    queue: str,
+    *,
+    paused: bool,
+    report: MaintenanceReport,
+    settled_before: datetime | None = None,
+    full: bool = False,
 ) -> None:
     """Make Redis's view of ``queue`` match the store's.
 
     Counts come first and are cheap (one pipeline, one query); the full passes, which read
-    every entry of a list, run only when the counts show something is missing or stale.
+    every entry of a list, run only when the counts show something is missing or stale, or
+    when ``full`` (after Redis lost its data, counts prove nothing).
+
+    Runs enqueued before ``settled_before`` (database clock; by default now less the outbox
+    grace and a second) count as settled: their producer's dispatch is over.
     """
     store, client, k = backend.store, backend.redis, backend.keys.queue(queue)
+    if settled_before is None:
+        # the database clock, read before Redis's counts: every run enqueued before this
+        # minus the grace had its dispatch done before the counts were taken
+        settled_before = store.clock() - timedelta(seconds=backend.settings.outbox_grace + 1.0)
     pipe = client.pipeline(transaction=True)
     pipe.llen(k.ready)
     pipe.zcard(k.delayed)
     pipe.zcard(k.inflight)
     pipe.llen(k.dlq)
     pipe.exists(k.paused)
-    pipe.time()
-    ready, delayed, inflight, dlq, is_paused, (seconds, micros) = pipe.execute()
+    ready, delayed, inflight, dlq, is_paused = pipe.execute()
     client.sadd(backend.keys.queues, queue)
     if paused != bool(is_paused):
         if paused:
             client.set(k.paused, "1")
         else:
             backend.resume(queue)
-    snapshot = datetime.fromtimestamp(int(seconds) + int(micros) / 1e6, UTC)
-    settled_before = snapshot - timedelta(seconds=backend.settings.outbox_grace + 1.0)
     counts = store.reconcile_counts(queue, settled_before)
     # runs a worker fetched but has not claimed yet are still queued in the store; they are
     # few (bounded by the workers' slots), so look them up rather than miscount
@@ -72,11 +89,11 @@ def reconcile_queue(
         fetched_unclaimed = sum(
             1 for state in store.run_states(leased).values() if state.status == "queued"
         )
-    if counts.queued_settled > ready + delayed + fetched_unclaimed:
+    if full or counts.queued_settled > ready + delayed + fetched_unclaimed:
         _restore_missing(backend, queue, settled_before, report)
     if ready + delayed > counts.queued:
         _remove_stale(backend, queue, report)
-    if counts.failed_settled > dlq or dlq > counts.failed:
+    if full or counts.failed_settled > dlq or dlq > counts.failed:
         _rebuild_dead_letters(backend, queue, settled_before, report)
 
 
@@ -109,6 +126,8 @@ def _restore_missing(
             len(missing),
         )
         backend.dispatch(missing)
+        # dispatched: the relay must not dispatch them a second time
+        store.delete_outbox([entry.run_id for entry in missing])
         report.reconciled_missing += len(missing)
 
 

@@ -18,7 +18,18 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
-SCRIPT_NAMES = ("dispatch", "fetch", "renew", "settle", "expired", "promote", "replay", "withdraw")
+SCRIPT_NAMES = (
+    "dispatch",
+    "fetch",
+    "renew",
+    "settle",
+    "expired",
+    "promote",
+    "replay",
+    "withdraw",
+    "adopt",
+    "unlock",
+)
 
 
 @cache
@@ -62,6 +73,8 @@ class Scripts:
         self.promote = LuaScript(self, "promote")
         self.replay = LuaScript(self, "replay")
         self.withdraw = LuaScript(self, "withdraw")
+        self.adopt = LuaScript(self, "adopt")
+        self.unlock = LuaScript(self, "unlock")
 
     def all(self) -> list[LuaScript]:
         """Every script."""

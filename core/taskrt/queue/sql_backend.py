@@ -202,8 +202,16 @@ class SqlQueueBackend:
             self._notify([e.queue for e in report.retries])
         return report
 
-    def hand_back(self, runs: Sequence[ClaimedRun], worker: WorkerIdentity) -> int:
-        """Return unfinished runs to ``queued`` without spending an attempt."""
+    def hand_back(
+        self, runs: Sequence[ClaimedRun], worker: WorkerIdentity, *, delay: float = 0.0
+    ) -> int:
+        """Return unfinished runs to ``queued`` without spending an attempt (due again after
+        ``delay`` seconds)."""
+        if delay > 0:
+            later = self.store.hand_back_runs(runs, delay)
+            # idle workers learn the new due time and wait for it
+            self._notify([r.queue for r in later])
+            return len(later)
         handed = self.store.hand_back_runs(runs)
         self._notify([r.queue for r in handed])
         return len(handed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from taskrt.queue.base import LostRun
 from taskrt.store.api_keys import ApiKeyRecord, ApiKeyStore
 from taskrt.store.audit import Actor, AuditRecord, AuditStore
+from taskrt.store.claims import ClaimStore
 from taskrt.store.outbox import OutboxStore
 from taskrt.store.queues import QueueStateStore
 from taskrt.store.runs import RunState, RunStore
@@ -17,6 +18,7 @@ from taskrt.store.workers import WorkerStore
 class Store(
     TaskStore,
     RunStore,
+    ClaimStore,
     SqlQueueStore,
     OutboxStore,
     WorkerStore,

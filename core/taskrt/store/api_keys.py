@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from taskrt.db.types import db_now, db_now_plus
 from taskrt.exceptions import InvalidStateError, NotFoundError, ValidationError
+from taskrt.jsonlimits import text_problem
 from taskrt.store.audit import Actor, write_audit
 from taskrt.store.base import API_KEYS, StoreBase
 
@@ -97,6 +98,9 @@ class ApiKeyStore(StoreBase):
                 "a key name must be 1 to 200 characters",
                 [{"loc": ["name"], "msg": "must be 1 to 200 characters"}],
             )
+        why = text_problem(name)
+        if why is not None:
+            raise ValidationError(f"a key name: {why}", [{"loc": ["name"], "msg": why}])
         with self.transaction() as conn:
             row = (
                 conn.execute(

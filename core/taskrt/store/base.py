@@ -53,11 +53,12 @@ class StoreBase:
     def _relaxed(self) -> Engine:
         """A small second pool whose sessions commit without waiting for the WAL flush."""
         if self._relaxed_engine is None:
-            self._relaxed_engine = sa.create_engine(
+            from taskrt.db.engine import create_engine
+
+            self._relaxed_engine = create_engine(
                 self.engine.url.render_as_string(hide_password=False),
                 pool_size=2,
                 max_overflow=4,
-                pool_recycle=1800,
                 isolation_level="AUTOCOMMIT",
                 connect_args={"options": "-c synchronous_commit=off"},
             )

@@ -9,8 +9,11 @@ text is stable and psycopg prepares them on the server.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -18,9 +21,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, RowMapping
 
-from taskrt.db.types import db_now, db_now_plus
+from taskrt.db.types import UTCDateTime, db_now, db_now_plus
 from taskrt.queue.base import ClaimedRun
-from taskrt.store.base import QUEUES, RUNS, TASKS
+from taskrt.store.base import QUEUES, RUNS, TASKS, StoreBase
 
 CLAIMED_RUN_COLUMNS = (
     RUNS.c.id,
@@ -30,6 +33,7 @@ CLAIMED_RUN_COLUMNS = (
     RUNS.c.enqueued_at,
     RUNS.c.available_at,
     RUNS.c.started_at,
+    RUNS.c.suspect,
 )
 
 TASK_COLUMNS = (
@@ -82,13 +86,19 @@ def claim_statements(source: str, is_postgresql: bool) -> tuple[Any, Any]:
     """(claim statement, SQLite's follow-up task update or None), built once per kind."""
     update_runs = (
         sa.update(RUNS)
-        .where(*_run_filter(source, is_postgresql), RUNS.c.status == "queued")
+        .where(
+            *_run_filter(source, is_postgresql),
+            RUNS.c.status == "queued",
+            # the database clock decides when a run may start, whatever queue fetched it
+            RUNS.c.available_at <= db_now(),
+        )
         .values(
             status="running",
             worker_id=sa.bindparam("worker_id", type_=sa.Uuid()),
             lease_token=sa.bindparam("lease_token", type_=sa.String()),
             started_at=db_now(),
             lease_expires_at=db_now_plus(sa.bindparam("lease_ttl", type_=sa.Float())),
+            isolated_at=None,  # set again only when this worker starts it alone
         )
         .returning(*CLAIMED_RUN_COLUMNS)
     )
@@ -121,7 +131,8 @@ def claim(
     lease_ttl: float,
 ) -> list[ClaimedRun]:
     """Claim queued runs chosen by ``source`` (``ids`` with param ``ids``, or ``queue`` with
-    params ``queue`` and ``limit``), fenced on status ``queued``; in no particular order."""
+    params ``queue`` and ``limit``), fenced on status ``queued`` and on ``available_at`` having
+    passed by the database clock; in no particular order."""
     statement, follow_up = claim_statements(source, is_postgresql)
     values = {**params, "worker_id": worker_id, "lease_token": lease_token, "lease_ttl": lease_ttl}
     if follow_up is None:
@@ -157,10 +168,91 @@ def _claimed_run(run: RowMapping, task: RowMapping, lease_token: str) -> Claimed
         available_at=run["available_at"],
         started_at=run["started_at"],
         cancel_requested=task["cancel_requested_at"] is not None,
+        suspect=bool(run["suspect"]),
     )
 
 
-__all__: Sequence[str] = ["claim", "claim_statements"]
+def remaining_ms(until: datetime, now: datetime) -> int:
+    """Milliseconds from ``now`` to ``until``, rounded up (a due time is never brought
+    forward), at least 0."""
+    return max(math.ceil((until - now).total_seconds() * 1000), 0)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldLease:
+    """A running run's lease as the store records it, for rebuilding a lost Redis index."""
+
+    run_id: uuid.UUID
+    worker_id: uuid.UUID
+    lease_token: str
+    remaining_ms: int
+    """Milliseconds until the lease expires by the database clock (0: expired already)."""
+
+
+def _database_now() -> sa.ColumnElement[datetime]:
+    return sa.type_coerce(db_now(), UTCDateTime()).label("db_now")
+
+
+class ClaimStore(StoreBase):
+    """What a queue backend asks the store around claims: the database clock, the runs a
+    claim refused because they are not due yet, and the leases running runs hold.
+
+    Every due-time decision is the database's: a queue that holds its own clock (Redis)
+    asks for the time left rather than comparing its clock with the database's.
+    """
+
+    def clock(self) -> datetime:
+        """The database clock, read once (an aware UTC datetime)."""
+        with self.connection() as conn:
+            value: datetime = conn.execute(sa.select(_database_now())).scalar_one()
+        return value
+
+    def not_due(self, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """Of ``run_ids``, the queued runs whose ``available_at`` is still ahead by the
+        database clock: run id -> milliseconds left (rounded up, at least 1)."""
+        if not run_ids:
+            return {}
+        stmt = sa.select(RUNS.c.id, RUNS.c.available_at, _database_now()).where(
+            RUNS.c.id.in_(list(run_ids)), RUNS.c.status == "queued"
+        )
+        with self.connection() as conn:
+            rows = conn.execute(stmt).all()
+        return {
+            row.id: max(remaining_ms(row.available_at, row.db_now), 1)
+            for row in rows
+            if row.available_at > row.db_now
+        }
+
+    def held_leases(self, queue: str) -> list[HeldLease]:
+        """The leases of every running run of ``queue``, with the time they have left."""
+        stmt = sa.select(
+            RUNS.c.id,
+            RUNS.c.worker_id,
+            RUNS.c.lease_token,
+            sa.type_coerce(RUNS.c.lease_expires_at, UTCDateTime()).label("expires"),
+            _database_now(),
+        ).where(RUNS.c.queue_name == queue, RUNS.c.status == "running")
+        with self.connection() as conn:
+            rows = conn.execute(stmt).all()
+        return [
+            HeldLease(
+                run_id=row.id,
+                worker_id=row.worker_id,
+                lease_token=row.lease_token,
+                remaining_ms=remaining_ms(row.expires or row.db_now, row.db_now),
+            )
+            for row in rows
+            if row.worker_id is not None and row.lease_token is not None
+        ]
+
+
+__all__: Sequence[str] = [
+    "ClaimStore",
+    "HeldLease",
+    "claim",
+    "claim_statements",
+    "remaining_ms",
+]
 
 
 # --- PostgreSQL, through psycopg directly (see StoreBase.raw_statement) ------------------------
@@ -173,11 +265,13 @@ claimed AS (
         worker_id = %(worker_id)s,
         lease_token = %(lease_token)s,
         started_at = statement_timestamp(),
-        lease_expires_at = statement_timestamp() + make_interval(secs => %(lease_ttl)s)
+        lease_expires_at = statement_timestamp() + make_interval(secs => %(lease_ttl)s),
+        isolated_at = NULL
     FROM {source}
     WHERE task_runs.id = picked.id AND task_runs.status = 'queued'
+        AND task_runs.available_at <= statement_timestamp()
     RETURNING task_runs.id, task_runs.task_id, task_runs.attempt, task_runs.queue_name,
-        task_runs.enqueued_at, task_runs.available_at, task_runs.started_at
+        task_runs.enqueued_at, task_runs.available_at, task_runs.started_at, task_runs.suspect
 ),
 task_rows AS (
     UPDATE tasks SET status = 'running', updated_at = statement_timestamp()
@@ -188,7 +282,7 @@ task_rows AS (
 )
 SELECT c.id, c.task_id, c.attempt, c.queue_name, c.enqueued_at, c.available_at, c.started_at,
     t.name, t.payload, t.max_retries, t.retry_strategy, t.retry_params, t.timeout_seconds,
-    t.trace_id, t.retry_count, t.lost_runs, t.cancel_requested_at
+    t.trace_id, t.retry_count, t.lost_runs, t.cancel_requested_at, c.suspect
 FROM claimed c JOIN task_rows t ON t.id = c.task_id
 """
 
@@ -233,6 +327,7 @@ def claimed_from_tuple(row: tuple[Any, ...], lease_token: str) -> ClaimedRun:
         retry_count,
         lost_runs,
         cancel_requested_at,
+        suspect,
     ) = row
     return ClaimedRun(
         run_id=run_id,
@@ -253,4 +348,5 @@ def claimed_from_tuple(row: tuple[Any, ...], lease_token: str) -> ClaimedRun:
         available_at=available_at,
         started_at=started_at,
         cancel_requested=cancel_requested_at is not None,
+        suspect=bool(suspect),
     )

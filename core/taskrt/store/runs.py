@@ -122,6 +122,16 @@ FROM renewed JOIN tasks ON tasks.id = renewed.task_id
 """
 
 
+LOST_ALONE = (
+    "the worker stopped renewing its lease (crashed, killed or frozen) while this run was "
+    "the only one it executed; charged to the poison budget"
+)
+LOST_WITH_OTHERS = (
+    "the worker stopped renewing its lease (crashed, killed or frozen) while it held other "
+    "runs too; not charged to the poison budget: the next run executes alone"
+)
+
+
 def task_outcome(finish: RunFinish) -> tuple[str, str | None]:
     """The task's new status (and failure reason) after ``finish`` is written."""
     if finish.status == "succeeded":
@@ -291,14 +301,63 @@ class RunStore(StoreBase):
         if not finishes:
             return report
         if self.is_postgresql:
-            return self._finish_runs_pg(finishes, with_outbox)
-        with self.transaction() as conn:
-            won_ids = self._fenced_finish(conn, finishes)
-            for finish in finishes:
-                (report.won if finish.run.run_id in won_ids else report.fenced).append(finish)
-            if report.won:
-                report.retries = self._apply_task_outcomes(conn, report.won, with_outbox)
+            report = self._finish_runs_pg(finishes, with_outbox)
+        else:
+            with self.transaction() as conn:
+                won_ids = self._fenced_finish(conn, finishes)
+                for finish in finishes:
+                    (report.won if finish.run.run_id in won_ids else report.fenced).append(finish)
+                if report.won:
+                    report.retries = self._apply_task_outcomes(conn, report.won, with_outbox)
+        if report.fenced:
+            self._recover_committed(report)
         return report
+
+    def _recover_committed(self, report: FinishReport) -> None:
+        """Move from ``fenced`` to ``won`` the finishes an earlier attempt of this write had
+        committed (its reply lost with the connection): the run already holds this status
+        under this lease token, which only this worker knows. Their retries are dispatched
+        like any other (the dispatch is idempotent). Fenced runs the store holds as ``queued``
+        again go to ``unclaimed``."""
+        by_id = {f.run.run_id: f for f in report.fenced}
+        with self.connection() as conn:
+            rows = conn.execute(
+                sa.select(RUNS.c.id, RUNS.c.status, RUNS.c.lease_token).where(
+                    RUNS.c.id.in_(list(by_id))
+                )
+            ).all()
+            ours = [
+                by_id[row.id]
+                for row in rows
+                if row.lease_token == by_id[row.id].run.lease_token
+                and row.status == by_id[row.id].status
+            ]
+            retrying = [f for f in ours if f.status == "failed" and f.retry_delay is not None]
+            following: dict[tuple[uuid.UUID, int], Any] = {}
+            if retrying:
+                following = {
+                    (row.task_id, row.attempt): row
+                    for row in conn.execute(
+                        sa.select(
+                            RUNS.c.id, RUNS.c.task_id, RUNS.c.attempt, RUNS.c.available_at
+                        ).where(RUNS.c.task_id.in_([f.run.task_id for f in retrying]))
+                    )
+                }
+        # queued again: a database crash undid the claim (committed without waiting for the
+        # WAL flush) after the handler ran; the caller puts the run back in its queue
+        report.unclaimed = [by_id[row.id] for row in rows if row.status == "queued"]
+        if not ours:
+            return
+        recovered = {f.run.run_id for f in ours}
+        report.fenced = [f for f in report.fenced if f.run.run_id not in recovered]
+        report.won.extend(ours)
+        report.recovered.extend(ours)
+        for f in retrying:
+            # the run that the committed write created (it holds the next attempt number)
+            row = following[(f.run.task_id, f.run.attempt + 1)]
+            f.next_run_id = row.id
+            immediate = (f.retry_delay or 0.0) <= 0
+            report.retries.append(dispatch_entry(row.id, f.run.queue, row.available_at, immediate))
 
     def _finish_runs_pg(self, finishes: Sequence[RunFinish], with_outbox: bool) -> FinishReport:
         """PostgreSQL: the whole batch (runs, tasks, retries, outbox) in one statement."""
@@ -382,6 +441,8 @@ class RunStore(StoreBase):
         conn: Connection,
         next_runs: Sequence[tuple[uuid.UUID, ClaimedRun, float]],
         with_outbox: bool,
+        *,
+        suspect: bool = False,
     ) -> list[DispatchEntry]:
         rows = conn.execute(
             sa.insert(RUNS)
@@ -397,6 +458,7 @@ class RunStore(StoreBase):
                     "status": "queued",
                     "queue_name": run.queue,
                     "delay_s": delay,
+                    "suspect": suspect,
                 }
                 for run_id, run, delay in next_runs
             ],
@@ -416,13 +478,26 @@ class RunStore(StoreBase):
         return entries
 
     # --- hand back ------------------------------------------------------------------------
-    def hand_back_runs(self, runs: Sequence[ClaimedRun]) -> list[ClaimedRun]:
-        """Return running runs to ``queued`` without spending an attempt (fenced by token).
+    def hand_back_runs(
+        self, runs: Sequence[ClaimedRun], delay: float | None = None
+    ) -> list[ClaimedRun]:
+        """Return running runs to ``queued`` without spending an attempt (fenced by token):
+        the same run, the same attempt, nothing recorded against it. With ``delay``, each is
+        due again that many seconds from now by the database clock.
 
         Returns the runs actually handed back.
         """
         if not runs:
             return []
+        values: dict[str, Any] = {
+            "status": "queued",
+            "worker_id": None,
+            "lease_token": None,
+            "lease_expires_at": None,
+            "started_at": None,
+        }
+        if delay is not None:
+            values["available_at"] = db_now_plus(sa.literal(float(delay), sa.Float()))
         handed: list[ClaimedRun] = []
         with self.transaction() as conn:
             for run in runs:
@@ -433,13 +508,7 @@ class RunStore(StoreBase):
                         RUNS.c.status == "running",
                         RUNS.c.lease_token == run.lease_token,
                     )
-                    .values(
-                        status="queued",
-                        worker_id=None,
-                        lease_token=None,
-                        lease_expires_at=None,
-                        started_at=None,
-                    )
+                    .values(**values)
                     .returning(RUNS.c.id)
                 ).first()
                 if row is not None:
@@ -472,7 +541,14 @@ class RunStore(StoreBase):
     ) -> list[LostRun]:
         """End expired running runs as ``lost`` (only if their lease is still expired and the
         token unchanged) and create the next run, or dead-letter the task once it has lost
-        ``poison_budget`` runs. Only the winner of each conditional UPDATE acts."""
+        ``poison_budget`` runs while executing alone. Only the winner of each conditional
+        UPDATE acts.
+
+        A worker that dies may hold several runs, and any of them may have killed it, so a
+        lost run is charged to the poison budget only if its worker had started it alone
+        (``isolated_at`` set); otherwise it is not charged and its next run is ``suspect``:
+        a worker executes it with no other run beside it, so that if it kills that worker
+        too, it alone is to blame. A run lost while alone stays suspect for its next run."""
         results: list[LostRun] = []
         with self.transaction() as conn:
             for state in states:
@@ -489,19 +565,24 @@ class RunStore(StoreBase):
                         finished_at=db_now(),
                         outcome_reason="lease_expired",
                         error_type="LeaseExpired",
-                        error_message=(
-                            "the worker stopped renewing its lease (crashed, killed or frozen)"
+                        error_message=sa.case(
+                            (RUNS.c.isolated_at.is_not(None), LOST_ALONE),
+                            else_=LOST_WITH_OTHERS,
                         ),
                         lease_expires_at=None,
                     )
-                    .returning(RUNS.c.id)
+                    .returning(RUNS.c.id, RUNS.c.isolated_at)
                 ).first()
                 if won is None:
                     continue
+                charged = won.isolated_at is not None
                 task = conn.execute(
                     sa.update(TASKS)
                     .where(TASKS.c.id == state.task_id)
-                    .values(lost_runs=TASKS.c.lost_runs + 1, updated_at=db_now())
+                    .values(
+                        lost_runs=TASKS.c.lost_runs + (1 if charged else 0),
+                        updated_at=db_now(),
+                    )
                     .returning(
                         TASKS.c.lost_runs,
                         TASKS.c.name,
@@ -528,7 +609,12 @@ class RunStore(StoreBase):
                 )
                 if outcome == "retry":
                     stub = _StubRun(state)
-                    (entry,) = self._insert_next_runs(conn, [(uuid7(), stub, 0.0)], with_outbox)  # type: ignore[list-item]
+                    (entry,) = self._insert_next_runs(
+                        conn,
+                        [(uuid7(), stub, 0.0)],  # type: ignore[list-item]
+                        with_outbox,
+                        suspect=True,
+                    )
                 results.append(
                     LostRun(
                         state.run_id,
@@ -539,9 +625,28 @@ class RunStore(StoreBase):
                         entry,
                         outcome,
                         task.trace_id,
+                        charged=charged,
                     )
                 )
         return results
+
+    def mark_isolated(self, run: ClaimedRun) -> bool:
+        """Record that this worker starts suspect ``run`` with no other run beside it (fenced
+        by its lease token, and only while its lease holds). False if the run is no longer
+        this worker's: it must not start."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                sa.update(RUNS)
+                .where(
+                    RUNS.c.id == run.run_id,
+                    RUNS.c.status == "running",
+                    RUNS.c.lease_token == run.lease_token,
+                    RUNS.c.lease_expires_at > db_now(),
+                )
+                .values(isolated_at=db_now())
+                .returning(RUNS.c.id)
+            ).first()
+        return row is not None
 
     def queued_runs(
         self,

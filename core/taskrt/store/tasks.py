@@ -451,11 +451,15 @@ class TaskStore(StoreBase):
         status: str | None = None,
         queue: str | None = None,
         name: str | None = None,
+        kind: str | None = "immediate",
         limit: int = 50,
         before: uuid.UUID | None = None,
     ) -> list[TaskRecord]:
-        """Tasks newest first, filtered; ``before`` is the keyset cursor (an id)."""
+        """Tasks newest first, filtered; ``before`` is the keyset cursor (an id). ``kind``
+        ``immediate`` (the default) leaves out the templates schedules fire; None lists both."""
         stmt = sa.select(TASKS).order_by(TASKS.c.id.desc()).limit(limit)
+        if kind:
+            stmt = stmt.where(TASKS.c.type == kind)
         if status:
             stmt = stmt.where(TASKS.c.status == status)
         if queue:
@@ -502,41 +506,54 @@ class TaskStore(StoreBase):
     # --- replay ---------------------------------------------------------------------------
     def replay_tasks(
         self,
-        queue: str,
+        queue: str | None,
         task_ids: Sequence[uuid.UUID],
         *,
         with_outbox: bool,
         actor: Actor | None = None,
+        statuses: Sequence[str] = ("failed",),
+        action: str = "dlq.replay",
     ) -> tuple[list[uuid.UUID], list[DispatchEntry]]:
-        """Give failed tasks of ``queue`` a fresh run and a fresh retry budget.
+        """Give finished tasks a fresh run and a fresh retry budget, each in its own queue.
 
-        Only tasks still ``failed`` are replayed: the conditional UPDATE makes concurrent
-        replays of one task create exactly one new run.
+        By default only tasks still ``failed`` (dead-lettered) are replayed, and only those of
+        ``queue`` when it is given; ``statuses`` widens that (re-running a completed or
+        cancelled task). The conditional UPDATE makes concurrent replays of one task create
+        exactly one new run. Raises InvalidStateError when a re-run task's dedup key is held by
+        another live task.
         """
         if not task_ids:
             return [], []
+        conditions: list[sa.ColumnElement[bool]] = [
+            TASKS.c.id.in_(list(task_ids)),
+            TASKS.c.status.in_(list(statuses)),
+        ]
+        if queue is not None:
+            conditions.append(TASKS.c.queue_name == queue)
         with self.transaction() as conn:
-            won = [
-                row[0]
-                for row in conn.execute(
-                    sa.update(TASKS)
-                    .where(
-                        TASKS.c.id.in_(list(task_ids)),
-                        TASKS.c.status == "failed",
-                        TASKS.c.queue_name == queue,
-                    )
-                    .values(
-                        status="queued",
-                        failure_reason=None,
-                        finished_at=None,
-                        retry_count=0,
-                        lost_runs=0,
-                        cancel_requested_at=None,
-                        updated_at=db_now(),
-                    )
-                    .returning(TASKS.c.id)
+            try:
+                queue_of: dict[uuid.UUID, str] = dict(
+                    conn.execute(
+                        sa.update(TASKS)
+                        .where(*conditions)
+                        .values(
+                            status="queued",
+                            failure_reason=None,
+                            finished_at=None,
+                            retry_count=0,
+                            lost_runs=0,
+                            cancel_requested_at=None,
+                            updated_at=db_now(),
+                        )
+                        .returning(TASKS.c.id, TASKS.c.queue_name)
+                    ).all()
                 )
-            ]
+            except sa.exc.IntegrityError:
+                raise InvalidStateError(
+                    "another live task holds the dedup key of a task to re-run; wait for it to "
+                    "finish or cancel it"
+                ) from None
+            won = list(queue_of)
             if not won:
                 return [], []
             attempts = dict(
@@ -552,8 +569,7 @@ class TaskStore(StoreBase):
                     "task_id": task_id,
                     "attempt": attempts.get(task_id, 0) + 1,
                     "status": "queued",
-                    "queue_name": queue,
-                    "available_at": None,
+                    "queue_name": queue_of[task_id],
                 }
                 for task_id in won
             ]
@@ -561,15 +577,23 @@ class TaskStore(StoreBase):
                 sa.insert(RUNS)
                 .values(available_at=db_now())
                 .returning(RUNS.c.id, RUNS.c.available_at, sort_by_parameter_order=True),
-                [{k: v for k, v in r.items() if k != "available_at"} for r in new_runs],
+                new_runs,
             ).all()
+            entries = [
+                DispatchEntry(run_id=rid, queue=queue_of[task_id])
+                for (rid, _at), task_id in zip(rows, won, strict=True)
+            ]
             if with_outbox:
                 conn.execute(
                     sa.insert(OUTBOX),
-                    [{"run_id": rid, "queue_name": queue, "available_at": at} for rid, at in rows],
+                    [
+                        {"run_id": e.run_id, "queue_name": e.queue, "available_at": at}
+                        for e, (_rid, at) in zip(entries, rows, strict=True)
+                    ],
                 )
-            write_audit(conn, actor, "dlq.replay", "task", won, {"queue": queue})
-        return won, [DispatchEntry(run_id=rid, queue=queue) for rid, _at in rows]
+            details = {"queue": queue} if queue is not None else {}
+            write_audit(conn, actor, action, "task", won, details)
+        return won, entries
 
     def failed_task_ids(
         self,

@@ -1,5 +1,12 @@
 """Writing outcomes in batches: one thread groups finishes over a few milliseconds and writes
-each group with one store transaction and one Redis pipeline."""
+each group with one store transaction and one Redis pipeline.
+
+No outcome may stop the others: a batch the store refuses for its data (a value out of range,
+text it cannot hold) is written again one outcome at a time, and an outcome that is still
+refused is replaced by a failure that dead-letters its task with reason
+``unwritable_outcome``. Only errors of the connection (the store or Redis away) are retried as
+they are, until they pass.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,13 @@ import threading
 import time
 from collections.abc import Callable
 
+import psycopg
+import redis
+import sqlalchemy as sa
+
+from taskrt import logs, metrics
+from taskrt.exceptions import BackendUnavailableError
+from taskrt.outcomes import MAX_ERROR_MESSAGE, storable_text
 from taskrt.queue.base import FinishReport, QueueBackend, RunFinish, WorkerIdentity
 from taskrt.worker.execution import ActiveRun
 
@@ -17,6 +31,48 @@ log = logging.getLogger("taskrt.worker")
 BATCH_WINDOW = 0.002
 BATCH_MAX = 256
 RETRY_BACKOFF_MAX = 5.0
+UNWRITABLE = "unwritable_outcome"
+
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    BackendUnavailableError,
+    ConnectionError,
+    TimeoutError,
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.DisconnectionError,
+    sa.exc.TimeoutError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.BusyLoadingError,
+    redis.ReadOnlyError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors that say the store or Redis is unreachable or busy (retry as is);
+    False for errors about what was written (a data error: isolate the outcome)."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, _TRANSIENT)
+
+
+def unwritable(finish: RunFinish, exc: BaseException) -> RunFinish:
+    """The failure recorded instead of an outcome the store refused: it dead-letters the
+    task (no retry: the retry's own values may be what was refused) with the reason why."""
+    error = storable_text(f"{type(exc).__name__}: {exc}")[:MAX_ERROR_MESSAGE]
+    return RunFinish(
+        run=finish.run,
+        status="failed",
+        error_type="taskrt.UnwritableOutcome",
+        error_message=(
+            f"the run ended {finish.status!r} but the store refused to record that outcome "
+            f"({error})"
+        ),
+        reason=UNWRITABLE,
+        start_delay=finish.start_delay,
+    )
 
 
 class Finisher:
@@ -36,6 +92,7 @@ class Finisher:
         self._pending = 0
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
+        self._last_error: BaseException | None = None
 
     def start(self) -> None:
         """Start the thread."""
@@ -103,21 +160,76 @@ class Finisher:
             self._write(leftover)
 
     def _write(self, batch: list[tuple[ActiveRun, RunFinish]]) -> None:
-        delay = 0.05
-        while True:
-            try:
-                report = self.backend.finish([f for _, f in batch], self.identity)
-                break
-            except Exception as exc:  # the store or Redis is down: keep the outcomes, retry
-                log.error(
-                    "writing %d outcome(s) failed (%s); retrying in %.2f s", len(batch), exc, delay
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, RETRY_BACKOFF_MAX)
+        actives = [a for a, _ in batch]
+        report = self._store([f for _, f in batch])
+        if report is None:  # refused for its data: one by one, so one bad outcome blocks none
+            report = FinishReport()
+            for _active, finish in batch:
+                _merge(report, self._write_one(finish))
         try:
-            self.on_written([a for a, _ in batch], report)
+            self.on_written(actives, report)
         except Exception:  # hooks and bookkeeping must not stop the writer
             log.exception("after-write bookkeeping failed")
         with self._idle:
             self._pending -= len(batch)
             self._idle.notify_all()
+
+    def _write_one(self, finish: RunFinish) -> FinishReport:
+        # tried once more on its own even when it was alone in its batch: a refusal that does
+        # not repeat must not cost the run its outcome
+        report = self._store([finish], single=True)
+        if report is not None:
+            return report
+        replacement = unwritable(finish, self._last_error or RuntimeError("unknown error"))
+        run = finish.run
+        metrics.outcome_unwritable(run.queue, run.name)
+        log.error(
+            "run %s: the store refused its outcome %r (%s); recording it as failed (%s)",
+            run.run_id,
+            finish.status,
+            self._last_error,
+            UNWRITABLE,
+            extra=logs.run_fields(run, self.identity.id),
+        )
+        report = self._store([replacement], single=True)
+        if report is not None:
+            return report
+        # not even the failure can be written: let go of the run; its lease lapses and the
+        # reaper ends it lost, so it never holds this worker up
+        log.error(
+            "run %s: the store refused even its failure (%s); its lease will expire",
+            run.run_id,
+            self._last_error,
+            extra=logs.run_fields(run, self.identity.id),
+        )
+        return FinishReport()
+
+    def _store(self, finishes: list[RunFinish], single: bool = False) -> FinishReport | None:
+        """Write ``finishes``, retrying while the store or Redis is away; None (the error in
+        ``_last_error``) when they were refused for their data."""
+        delay = 0.05
+        while True:
+            try:
+                return self.backend.finish(finishes, self.identity)
+            except Exception as exc:
+                if not is_transient(exc):
+                    self._last_error = exc
+                    what = "an outcome" if single else f"a batch of {len(finishes)} outcome(s)"
+                    log.warning("the store refused %s: %s", what, exc)
+                    return None
+                log.error(
+                    "writing %d outcome(s) failed (%s); retrying in %.2f s",
+                    len(finishes),
+                    exc,
+                    delay,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_BACKOFF_MAX)
+
+
+def _merge(into: FinishReport, part: FinishReport) -> None:
+    into.won.extend(part.won)
+    into.fenced.extend(part.fenced)
+    into.retries.extend(part.retries)
+    into.recovered.extend(part.recovered)
+    into.unclaimed.extend(part.unclaimed)

@@ -39,9 +39,11 @@ from taskrt.runtime import Runtime
 from taskrt.store import Store
 from taskrt.worker.execution import ActiveRun, RunExecutor
 from taskrt.worker.finisher import Finisher
+from taskrt.worker.foreign import ForeignRuns, log_unserved_task_types
 from taskrt.worker.heartbeat import Heartbeat
+from taskrt.worker.isolation import POLL_SECONDS, Isolation
 from taskrt.worker.maintenance import Maintenance
-from taskrt.worker.pipeline import MAX_IN_FLIGHT, ClaimSequencer
+from taskrt.worker.pipeline import MAX_IN_FLIGHT, Backoff, ClaimSequencer
 from taskrt.worker.slots import SlotPool
 from taskrt.worker.threads import HandlerThreads
 
@@ -140,6 +142,7 @@ class Worker:
         self._claim = getattr(backend, "claim", None)
         self._claimers = HandlerThreads(name="taskrt-claimer")
         self._sequencer = ClaimSequencer()
+        self._backoff = Backoff()  # while fetches or claims fail
         self._held: dict[uuid.UUID, ActiveRun] = {}
         self._held_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -149,9 +152,17 @@ class Worker:
         self.loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._run_loop, name="taskrt-loop", daemon=True)
         self.outcomes = OutcomeBuilder(
-            runtime.registry, traceback_limit=self.settings.traceback_limit
+            runtime.registry,
+            traceback_limit=self.settings.traceback_limit,
+            max_retry_delay=self.settings.max_retry_delay,
+            max_json_depth=self.settings.max_json_depth,
         )
         self.finisher = Finisher(backend, self.identity, self._written)
+        self.isolation = Isolation(self.id)  # suspect runs execute alone
+        # runs of task types not installed here go back untouched before they get a slot
+        self._foreign = ForeignRuns(
+            runtime.registry, backend, self.identity, delay=self.settings.unknown_task_delay
+        )
         self.executor = RunExecutor(
             registry=runtime.registry,
             observers=runtime.observers,
@@ -161,6 +172,9 @@ class Worker:
             worker_id=self.id,
             on_finish=self._finished,
             on_done=self._run_done,
+            timeout_grace=self.settings.timeout_grace,
+            loop_stall_after=self.settings.loop_stall_after,
+            worker_name=self.info.name,
         )
         self.heartbeat = Heartbeat(
             backend=backend,
@@ -192,13 +206,33 @@ class Worker:
                 self._held.pop(active.run.run_id, None)
         following = self.slots.done()
         if following is not None:
-            self.executor.start(following)
+            self._start(following)
 
     def _written(self, actives: list[ActiveRun], report: FinishReport) -> None:
         with self._held_lock:
             for active in actives:
                 self._held.pop(active.run.run_id, None)
-        for fenced in report.fenced:
+        for recovered in report.recovered:
+            log.info(
+                "run %s: outcome %r was already written (the earlier reply was lost)",
+                recovered.run.run_id,
+                recovered.status,
+                extra=logs.run_fields(recovered.run, self.id),
+            )
+        unclaimed = {f.run.run_id for f in report.unclaimed}
+        for undone in report.unclaimed:
+            log.error(
+                "run %s: outcome %r refused: the database no longer records this worker's "
+                "claim (a database crash undid it after the handler ran), so attempt %d ran "
+                "but is recorded nowhere; the run is queued again and back in its queue, and "
+                "its handler will run again under the same attempt",
+                undone.run.run_id,
+                undone.status,
+                undone.run.attempt,
+                extra=logs.run_fields(undone.run, self.id),
+            )
+        metrics.claims_undone((f.run.queue, f.run.name) for f in report.unclaimed)
+        for fenced in (f for f in report.fenced if f.run.run_id not in unclaimed):
             log.warning(
                 "run %s: outcome %r rejected: the lease was taken over (late completion)",
                 fenced.run.run_id,
@@ -246,13 +280,32 @@ class Worker:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
-    def _take(self, runs: list[ClaimedRun]) -> None:
-        actives = [ActiveRun(run=run) for run in runs]
+    def _take(self, runs: list[ClaimedRun], leased_at: float) -> None:
+        actives = [
+            ActiveRun(run=run, leased_monotonic=leased_at) for run in self._foreign.keep_known(runs)
+        ]
         with self._held_lock:
             for active in actives:
                 self._held[active.run.run_id] = active
-        for active in self.slots.offer(actives):
-            self.executor.start(active)
+        for active in self.slots.offer(self.isolation.park(actives)):
+            self._start(active)
+
+    def _start(self, active: ActiveRun) -> None:
+        """Start a run that got a slot, unless this worker can no longer vouch for its lease
+        (it was frozen, or the store was away, for longer than the lease TTL): another worker
+        may have it by now, so it is given up (handed back, if it is still ours) unstarted."""
+        if not active.lease_lost and not self.heartbeat.vouches(active) and active.hand_back():
+            log.warning(
+                "run %s: not started: its lease was taken or last renewed more than the lease "
+                "TTL (%.1f s) ago (the worker was paused or the store away); giving it up",
+                active.run.run_id,
+                self.identity.lease_ttl,
+                extra=logs.run_fields(active.run, self.id),
+            )
+            metrics.runs_handed_back([(active.run.queue, active.run.name)], "lease_unvouched")
+            # fenced on the lease token: back to its queue if no one took it meanwhile
+            self._claimers.run(self._hand_back, [active], "unvouched")
+        self.executor.start(active)  # a run handed back or lost settles without running
 
     def _hand_back(self, actives: list[ActiveRun], what: str) -> None:
         if not actives:
@@ -304,6 +357,7 @@ class Worker:
         self._loop_thread.start()
         self.finisher.start()
         self.heartbeat.start()
+        self.executor.start_watchdog()
         if self.options.maintenance:
             self.maintenance.start()
         self.runtime.observers.notify("worker_startup", worker=self.info)
@@ -314,6 +368,9 @@ class Worker:
             ",".join(self.options.queues),
             self.options.concurrency,
             self.backend.name,
+        )
+        log_unserved_task_types(
+            self.runtime.registry, self.options.queues, self.settings.default_queue
         )
         try:
             self._fetch_loop()
@@ -327,8 +384,10 @@ class Worker:
             prepare(self.options.queues)
         batch = self.settings.fetch_batch
         two_stage = self._lease is not None and self._claim is not None
-        backoff = 0.1
         while not self._stopping.is_set():
+            if self.isolation.engaged:  # a suspect run executes alone: fetch nothing
+                self._advance_isolation()
+                continue
             if two_stage and not self._sequencer.wait_below(MAX_IN_FLIGHT, timeout=1.0):
                 continue
             room = self.slots.wait_room(timeout=1.0)
@@ -336,47 +395,96 @@ class Worker:
                 break
             if room <= 0:
                 continue
+            # while claims fail (the store is away) lease nothing: they would only fail again
+            self._backoff.wait(self._stopping)
+            if self._stopping.is_set():
+                break
             try:
                 got = self._fetch(min(room, batch), two_stage)
-                backoff = 0.1
             except Exception as exc:  # Redis or the database is away: back off and retry
-                log.error("fetching failed: %s; retrying in %.1f s", exc, backoff)
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+                pause = self._backoff.failed()
+                log.error("fetching failed: %s; retrying in %.2f s", exc, pause)
                 continue
+            if not two_stage:  # a two-stage fetch succeeds when its claim does
+                self._fetch_succeeded()
             if not got:
                 self.backend.wait_for_work(self.options.queues, IDLE_WAIT)
 
+    def _fetch_succeeded(self) -> None:
+        if self._backoff.succeeded():
+            log.info("fetching and claiming work again")
+
     def _fetch(self, limit: int, two_stage: bool) -> int:
         """Fetch up to ``limit`` runs; returns how many were leased or claimed."""
+        leased_at = time.monotonic()  # before the lease: it runs from no earlier than this
         if not two_stage:
             runs = self.backend.acquire(self._queue_order(), limit, self.identity)
-            self._take(runs)
+            self._take(runs, leased_at)
             return len(runs)
         assert self._lease is not None
         leased = self._lease(self._queue_order(), limit, self.identity)
         if len(leased):
             self.slots.reserve(len(leased))
-            self._claimers.run(self._claim_leased, self._sequencer.ticket(), leased)
+            self._claimers.run(self._claim_leased, self._sequencer.ticket(), leased, leased_at)
         return len(leased)
 
-    def _claim_leased(self, ticket: int, leased: Any) -> None:
+    def _claim_leased(self, ticket: int, leased: Any, leased_at: float) -> None:
         assert self._claim is not None
         try:
             runs: list[ClaimedRun] = self._claim(leased, self.identity)
-        except Exception as exc:  # the leases expire and the reaper puts the runs back
-            log.error("claiming %d leased run(s) failed: %s", len(leased), exc)
+        except Exception as exc:  # the backend put the leased runs back in their queues
+            pause = self._backoff.failed()
+            log.error(
+                "claiming %d leased run(s) failed: %s; they went back to their queues, "
+                "fetching again in %.2f s",
+                len(leased),
+                exc,
+                pause,
+            )
+            metrics.claim_failed(queue for queue, _raw in getattr(leased, "entries", ()))
             runs = []
-        actives = [ActiveRun(run=run) for run in runs]
+        else:
+            self._fetch_succeeded()
+        actives = [
+            ActiveRun(run=run, leased_monotonic=leased_at) for run in self._foreign.keep_known(runs)
+        ]
 
         def release() -> None:
             with self._held_lock:
                 for active in actives:
                     self._held[active.run.run_id] = active
-            for active in self.slots.arrive(len(leased), actives):
-                self.executor.start(active)
+            for active in self.slots.arrive(len(leased), self.isolation.park(actives)):
+                self._start(active)
 
         self._sequencer.complete(ticket, release)
+
+    # --- suspect runs (worker/isolation.py) --------------------------------------------------
+    def _advance_isolation(self) -> None:
+        busy = self._sequencer.in_flight > 0 or self.slots.busy > 0
+        with self._held_lock:
+            held = set(self._held)
+        self.isolation.advance(held, busy, self._start_alone)
+        self._stopping.wait(POLL_SECONDS)
+
+    def _start_alone(self, active: ActiveRun) -> bool | None:
+        try:
+            mine = self.store.mark_isolated(active.run)
+        except Exception as exc:  # the store is away: try again on the next pass
+            log.warning("could not record suspect run %s as isolated: %s", active.run.run_id, exc)
+            return None
+        if not mine:  # its lease lapsed meanwhile: another worker has it now
+            with self._held_lock:
+                self._held.pop(active.run.run_id, None)
+            log.warning("suspect run %s is no longer this worker's; not started", active.run.run_id)
+            return False
+        log.info(
+            "run %s starts alone (suspect)",
+            active.run.run_id,
+            extra=logs.run_fields(active.run, self.id),
+        )
+        for ready in self.slots.offer([active]):
+            self._start(ready)
+        return True
 
     def _shutdown(self) -> None:
         self._status = WorkerStatus.DRAINING
@@ -385,6 +493,8 @@ class Worker:
         # prefetched runs never started: hand them back at once
         self._hand_back([a for a in self.slots.take_buffer() if a.hand_back()], "prefetched")
         self.slots.wait_idle(max(grace_end - time.monotonic(), 0.0))
+        # a run past its timeout has had its chance: it spends the attempt, never handed back
+        self.executor.fail_overdue()
         unfinished = [a for a in self._held_runs() if a.hand_back()]
         self._hand_back(unfinished, "unfinished")
         for active in unfinished:
@@ -393,6 +503,7 @@ class Worker:
         self.finisher.wait_flushed(10.0)
         self.finisher.stop()
         self.heartbeat.stop()
+        self.executor.stop_watchdog()
         self.maintenance.stop()
         self.runtime.observers.notify("worker_shutdown", worker=self.info)
         try:

@@ -8,16 +8,20 @@
 -- ARGV[1]  wake channel of the queue
 -- ARGV[2..] groups of five: op, run id, lease value, extra 1, extra 2. Ops:
 --   A  ack: release the lease
---   R  retry: release, then place run <extra 1> ready, or delayed until <extra 2> (Unix ms, 0: now)
+--   R  retry: release, then place run <extra 1> ready, or delayed for <extra 2> ms (0: now)
 --   D  dead-letter: release, then append task <extra 1> to the dead-letter list
 --   Q  hand back: release, then put the run back at the head of the ready list
 --   U  unstarted: only if the lease is still <lease value>, release and put back at the head
 --   X  drop: release (only if the lease is still <lease value>)
+--   L  later (the database refused the claim: not due yet): only if the lease is still
+--      <lease value>, release and put the run back in delayed for <extra 2> ms
+-- Delays are the time left by the database clock; scores are this server's TIME plus that.
 -- A lease is released only while it still holds the given value, so a settle never takes a
 -- lease another worker holds now.
 -- Returns: number of groups applied.
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- rounded up: a run is never placed to fall due before its time
+local now_up = tonumber(t[1]) * 1000 + math.ceil(tonumber(t[2]) / 1000)
 local wake = false
 local applied = 0
 local function release(id, value)
@@ -40,12 +44,18 @@ for i = 2, #ARGV, 5 do
     applied = applied + 1
   elseif op == 'R' then
     release(id, value)
-    local due = tonumber(x2)
-    if due <= now then push_ready(x1, false) else
-      redis.call('ZADD', KEYS[4], due, x1)
+    local left = tonumber(x2)
+    if left <= 0 then push_ready(x1, false) else
+      redis.call('ZADD', KEYS[4], now_up + left, x1)
       wake = true
     end
     applied = applied + 1
+  elseif op == 'L' then
+    if release(id, value) then
+      redis.call('ZADD', KEYS[4], now_up + math.max(tonumber(x2), 1), id)
+      wake = true
+      applied = applied + 1
+    end
   elseif op == 'D' then
     release(id, value)
     redis.call('RPUSH', KEYS[5], x1)
