@@ -140,7 +140,7 @@ def test_garbage_in_the_queue_is_dropped_logged_and_never_executed(
     # nothing of it stays behind in any list, zset or hash of the queue
     wait_for(
         lambda: rds.zcard(k.inflight) == 0 and rds.hlen(k.leases) == 0,
-        10,
+        45,  # at the latest the expired lease (30 s) is reaped; usually at once
         message="the garbage released from inflight and leases",
     )
     assert redis_list(rds, k.ready) == []
