@@ -1,5 +1,5 @@
-"""Losing Redis loses no task: the reconciler rebuilds the queues from PostgreSQL (DESIGN.md
-section 4, invariant 2; issue 3, "Done when": Redis loss).
+"""Losing Redis loses no task: the reconciler rebuilds the queues from PostgreSQL (see
+"Failure modes" in docs/concepts/lifecycle.md).
 
 ``FLUSHALL`` would wipe the keys of every test running on this server, so the loss is made by
 deleting every key under this test's prefix: for this test's workers it is the same thing.

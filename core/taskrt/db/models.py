@@ -1,6 +1,6 @@
 """The schema: tasks and runs, schedules and fires, workers, outbox, audit log, API keys.
 
-PostgreSQL is the truth (DESIGN.md section 4). Statuses are plain strings guarded by CHECK
+PostgreSQL is the truth (docs/concepts/backends.md). Statuses are plain strings guarded by CHECK
 constraints rather than native enums, so adding a status is an ordinary migration on both
 PostgreSQL and SQLite. Ids are UUIDv7 made by the producer (:mod:`taskrt.ids`).
 
@@ -112,7 +112,7 @@ task_runs = sa.Table(
     sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
     sa.CheckConstraint("attempt >= 1", name="attempt"),
     sa.UniqueConstraint("task_id", "attempt"),
-    # Invariant 1 of DESIGN.md: at most one run of a task is not terminal.
+    # At most one run of a task is not terminal.
     sa.Index(
         "uq_task_runs_one_live",
         "task_id",

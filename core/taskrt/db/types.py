@@ -48,7 +48,8 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 class db_now(FunctionElement[datetime]):  # noqa: N801 - reads like the SQL function it renders
     """The database clock: ``statement_timestamp()`` on PostgreSQL, millisecond UTC on SQLite.
 
-    DESIGN.md section 4: deadlines come from one clock per store.
+    Deadlines come from one clock per store (docs/concepts/lifecycle.md, "Which clock decides
+    what").
     """
 
     type = UTCDateTime()

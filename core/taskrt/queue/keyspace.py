@@ -1,4 +1,4 @@
-"""Every Redis key and channel taskrt uses, built in this one place (DESIGN.md section 5).
+"""Every Redis key and channel taskrt uses, built in this one place (docs/reference/redis-keys.md).
 
 All keys of one queue share the hash tag ``{name}``, so each Lua script touches one cluster slot.
 """

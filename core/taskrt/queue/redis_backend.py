@@ -1,7 +1,7 @@
 """The Redis queue backend: lists and zsets per queue, moved only by the Lua scripts beside it.
 
-Redis is a rebuildable index (DESIGN.md section 4): every run it holds is known to the store, and
-whatever Redis loses, the outbox relay and the reconciler put back from the store.
+Redis is a rebuildable index (docs/concepts/backends.md): every run it holds is known to the
+store, and whatever Redis loses, the outbox relay and the reconciler put back from the store.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The hot path: claiming runs, renewing leases and writing outcomes, each in batches and each
-fenced by the run's lease token (DESIGN.md section 4, invariant 3)."""
+fenced by the run's lease token (docs/design/decisions.md, decision 25)."""
 
 from __future__ import annotations
 

@@ -137,7 +137,8 @@ class Heartbeat:
             log.warning("lease renewal failed: %s", exc)
             later = time.monotonic()
             for a in active:
-                # our lease has expired by our own clock: stop trusting it (DESIGN.md 4.4)
+                # our lease has expired by our own clock: stop trusting it (see "Which clock
+                # decides what" in docs/concepts/lifecycle.md)
                 if not a.lease_lost and not self.vouches(a, later):
                     a.lease_lost = True
                     log.error(
