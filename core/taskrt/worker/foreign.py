@@ -6,7 +6,7 @@ the claim is undone (the run is ``queued`` again, same run, same attempt, no err
 and the run becomes due again after ``TASKRT_UNKNOWN_TASK_DELAY`` seconds, so this worker does
 not spin on it and the workers that have the type take it. Nothing is spent: not an attempt,
 not the poison budget. Each type handed back is logged at most once a minute (with how many
-runs since the last line) and counted in ``taskrt_runs_handed_back_total``.
+lines were suppressed since the last one) and counted in ``taskrt_runs_handed_back_total``.
 
 At start a worker also says, in one line, which of its installed task types default to
 queues it does not serve: tasks of those types enqueued without a queue never reach it.
@@ -15,19 +15,17 @@ queues it does not serve: tasks of those types enqueued without a queue never re
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 
-from taskrt import metrics
+from taskrt import logs, metrics
 from taskrt.plugins import Registry
 from taskrt.queue.base import ClaimedRun, QueueBackend, WorkerIdentity
 
 log = logging.getLogger("taskrt.worker")
 
-LOG_EVERY = 60.0
-"""Seconds between two log lines about the same unknown task type."""
+_handed_back_log = logs.RateLimitedLog(60.0)
+"""At most one line a minute per unknown task type."""
 
 
 class ForeignRuns:
@@ -45,9 +43,6 @@ class ForeignRuns:
         self.backend = backend
         self.identity = identity
         self.delay = delay
-        self._lock = threading.Lock()
-        self._last_logged: dict[str, float] = {}
-        self._unlogged: dict[str, int] = defaultdict(int)
 
     def keep_known(self, runs: list[ClaimedRun]) -> list[ClaimedRun]:
         """Return the runs whose task type is installed here; hand the others back untouched
@@ -72,27 +67,17 @@ class ForeignRuns:
         return [run for run in runs if run.name in known]
 
     def _log(self, foreign: Sequence[ClaimedRun]) -> None:
-        now = time.monotonic()
-        lines: list[tuple[str, int, str]] = []
-        with self._lock:
-            for run in foreign:
-                self._unlogged[run.name] += 1
-            for name in {run.name for run in foreign}:
-                last = self._last_logged.get(name)
-                if last is not None and now - last < LOG_EVERY:
-                    continue
-                self._last_logged[name] = now
-                queue = next(r.queue for r in foreign if r.name == name)
-                lines.append((name, self._unlogged.pop(name), queue))
-        for name, count, queue in lines:
-            log.warning(
-                "handed back %d run(s) of task type %r (queue %r) untouched, no attempt spent: "
-                "it is not installed on this worker; workers that have it will run them (next "
-                "line about this type in %d s at the earliest)",
-                count,
+        for name in sorted({run.name for run in foreign}):
+            runs = [run for run in foreign if run.name == name]
+            _handed_back_log.log(
+                log,
+                logging.WARNING,
                 name,
-                queue,
-                LOG_EVERY,
+                "handed back %d run(s) of task type %r (queue %r) untouched, no attempt spent: "
+                "it is not installed on this worker; workers that have it will run them",
+                len(runs),
+                name,
+                runs[0].queue,
             )
 
 
