@@ -37,10 +37,10 @@ import redis
 from bench.drain import analyze, fill
 from bench.env import QUEUE, REDIS_URL, drop_redis_prefix, postgres_target
 from bench.pickup import percentile
-from taskrt.queue.base import WorkerIdentity
 from taskrt.queue.keyspace import Keyspace, QueueKeys
 from taskrt.queue.redis_backend import PROMOTE_PER_FETCH
 from taskrt.queue.scripts import Scripts
+from taskrt.records import WorkerIdentity
 
 CHUNK = 10_000
 FULL: dict[str, Any] = {

@@ -17,7 +17,8 @@ import secrets
 import uuid
 
 from taskrt.auth import Role
-from taskrt.store import Actor, ApiKeyRecord, Store
+from taskrt.records import Actor
+from taskrt.store import ApiKeyRecord, Store
 
 KEY_PATTERN = re.compile(r"^trk_([0-9a-f]{8})_([A-Za-z0-9_-]{43})$")
 """What a key looks like; group 1 is its prefix."""

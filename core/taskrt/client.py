@@ -22,11 +22,10 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from taskrt.records import TaskRecord
+from taskrt.records import Actor, TaskRecord
 from taskrt.runtime import Runtime
 from taskrt.service import EnqueueResult, EnqueueSpec, TaskService
 from taskrt.settings import Settings, load_settings
-from taskrt.store import Actor
 
 __all__ = ["AsyncClient", "Client", "EnqueueResult", "default_client"]
 

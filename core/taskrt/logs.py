@@ -31,7 +31,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from taskrt.queue.base import ClaimedRun, LostRun, RunFinish
+    from taskrt.records import ClaimedRun, LostRun, RunFinish
     from taskrt.settings import Settings
 
 Service = Literal["api", "worker", "scheduler", "dev", "cli"]

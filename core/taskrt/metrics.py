@@ -57,7 +57,7 @@ from taskrt._version import __version__
 from taskrt.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
-    from taskrt.queue.base import LostRun, QueueCounts, RunFinish
+    from taskrt.records import LostRun, QueueCounts, RunFinish
     from taskrt.schedule_service import FireReport
     from taskrt.worker import Worker
     from taskrt.worker.execution import ActiveRun

@@ -18,7 +18,7 @@ from taskrt import jsonlimits, logs
 from taskrt.exceptions import NonRetryableError, Retry, TaskrtError
 from taskrt.ids import uuid7
 from taskrt.plugins import Registry
-from taskrt.queue.base import ClaimedRun, RunFinish
+from taskrt.records import ClaimedRun, RunFinish
 from taskrt.retry import Failure, RetryDecision, RetryStrategy, bound_delay
 
 log = logging.getLogger("taskrt.worker")

@@ -17,12 +17,10 @@ from typing import Any
 from taskrt.exceptions import ValidationError
 from taskrt.ids import uuid7
 from taskrt.jsonlimits import text_problems
-from taskrt.queue.base import DispatchEntry
-from taskrt.records import FireRecord, ScheduleRecord, TaskKind
+from taskrt.records import Actor, DispatchEntry, FireRecord, ScheduleRecord, TaskInsert, TaskKind
 from taskrt.scheduler.cron import CronSchedule
 from taskrt.scheduler.misfire import MISFIRE_POLICIES, plan_fires
 from taskrt.service import EnqueueSpec, TaskService
-from taskrt.store import Actor, TaskInsert
 
 
 @lru_cache(maxsize=1024)

@@ -22,10 +22,18 @@ from taskrt.handlers import check_queue_name
 from taskrt.ids import uuid7
 from taskrt.jsonlimits import Problem, json_problems, text_problems
 from taskrt.outbox import OutboxCleaner
-from taskrt.queue.base import DispatchEntry, QueueBackend, QueueCounts
-from taskrt.records import EnqueueRequest, TaskRecord, WorkerInfo
+from taskrt.queue.base import QueueBackend
+from taskrt.records import (
+    Actor,
+    DispatchEntry,
+    EnqueueRequest,
+    QueueCounts,
+    TaskInsert,
+    TaskRecord,
+    WorkerInfo,
+)
 from taskrt.runtime import Runtime
-from taskrt.store import Actor, Store, TaskInsert
+from taskrt.store import Store
 
 log = logging.getLogger("taskrt.service")
 

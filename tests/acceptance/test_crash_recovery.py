@@ -19,9 +19,9 @@ import redis
 from taskrt.backends import open_store
 from taskrt.client import Client
 from taskrt.ids import uuid7
-from taskrt.queue.base import WorkerIdentity
 from taskrt.queue.keyspace import Keyspace
 from taskrt.queue.redis_backend import RedisQueueBackend
+from taskrt.records import WorkerIdentity
 from taskrt.runtime import Runtime
 from taskrt.service import EnqueueSpec, TaskService
 from taskrt.settings import Settings, load_settings

@@ -19,8 +19,9 @@ from taskrt.client import Client
 from taskrt.exceptions import ValidationError
 from taskrt.ids import uuid7
 from taskrt.outcomes import OutcomeBuilder
-from taskrt.queue.base import FinishReport, QueueBackend, RunFinish, WorkerIdentity
+from taskrt.queue.base import QueueBackend
 from taskrt.queue.keyspace import Keyspace
+from taskrt.records import FinishReport, RunFinish, WorkerIdentity
 from taskrt.service import EnqueueSpec
 from taskrt.settings import Settings
 from taskrt.worker.execution import ActiveRun

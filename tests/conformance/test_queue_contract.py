@@ -9,7 +9,7 @@ import pytest
 
 from taskrt.ids import uuid7
 from taskrt.outcomes import OutcomeBuilder
-from taskrt.queue.base import WorkerIdentity
+from taskrt.records import WorkerIdentity
 from taskrt.service import EnqueueSpec
 from tests.conformance.conftest import Stack
 

@@ -9,6 +9,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -147,6 +148,27 @@ class Nginx:
         shutil.rmtree(self.prefix, ignore_errors=True)
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_metrics_base(processes: int) -> int:
+    """A base B whose ports ``B00``, ``B01``... are free now and stay clear of the kernel's
+    ephemeral range (32768 and up on Linux), so a client connection of another test cannot take
+    one between our check and the worker's bind (a worker that cannot bind its metrics port
+    exits and supervisord never sees it RUNNING)."""
+    for _ in range(200):
+        base = random.randint(100, 326)  # ports 10000..32699
+        if all(_port_free(base * 100 + n) for n in range(processes)):
+            return base
+    raise AssertionError("no free metrics ports in 10000..32699")
+
+
 class Supervisord:
     """supervisord running the shipped ``supervisor/`` configuration from a temporary copy."""
 
@@ -162,7 +184,7 @@ class Supervisord:
             "PATH": os.pathsep.join([str(VENV_BIN), env.get("PATH", os.defpath)]),
         }
         self.proc: subprocess.Popen[bytes] | None = None
-        self.metrics_base = random.randint(300, 599)  # ports 30000..59999
+        self.metrics_base = _free_metrics_base(int(env.get("TASKRT_WORKER_PROCESSES", "2")))
 
     def render(self) -> None:
         """Copy ``supervisor/`` and point the pid file and the control socket into our folder."""
@@ -232,14 +254,20 @@ class Supervisord:
     def wait_running(self, names: list[str], timeout: float = 20) -> dict[str, int]:
         """Wait until every process in ``names`` is RUNNING; return their pids."""
 
+        seen: dict[str, str] = {}
+
         def running() -> dict[str, int] | None:
             infos = self.processes()
-            states = {n: infos[n]["statename"] for n in names if n in infos}
-            if len(states) == len(names) and set(states.values()) == {"RUNNING"}:
+            seen.clear()
+            seen.update({n: infos[n]["statename"] for n in names if n in infos})
+            if len(seen) == len(names) and set(seen.values()) == {"RUNNING"}:
                 return {n: int(infos[n]["pid"]) for n in names}
             return None
 
-        return wait_for(running, timeout, interval=0.05, message=f"{names} RUNNING")
+        try:
+            return wait_for(running, timeout, interval=0.05, message=f"{names} RUNNING")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; states {seen}; log:\n{self.log()[-3000:]}") from None
 
     def terminate(self, timeout: float) -> int:
         """SIGTERM to supervisord; return its exit code."""

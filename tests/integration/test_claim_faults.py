@@ -12,8 +12,8 @@ from taskrt.db.engine import create_engine
 from taskrt.exceptions import BackendUnavailableError
 from taskrt.ids import uuid7
 from taskrt.outcomes import OutcomeBuilder
-from taskrt.queue.base import WorkerIdentity
 from taskrt.queue.redis_backend import RedisQueueBackend
+from taskrt.records import WorkerIdentity
 from taskrt.service import EnqueueSpec, TaskService
 from taskrt.settings import Settings
 from taskrt.store import Store

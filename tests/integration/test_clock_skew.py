@@ -16,8 +16,8 @@ import redis
 
 from taskrt.db.engine import create_engine
 from taskrt.ids import uuid7
-from taskrt.queue.base import ClaimedRun, RunFinish, WorkerIdentity
 from taskrt.queue.redis_backend import RedisQueueBackend
+from taskrt.records import ClaimedRun, RunFinish, WorkerIdentity
 from taskrt.runtime import Runtime
 from taskrt.service import EnqueueSpec, TaskService
 from taskrt.settings import load_settings

@@ -13,8 +13,8 @@ import redis
 
 from taskrt.ids import uuid7
 from taskrt.outcomes import OutcomeBuilder
-from taskrt.queue.base import WorkerIdentity
 from taskrt.queue.redis_backend import RedisQueueBackend, lease_value
+from taskrt.records import WorkerIdentity
 from taskrt.service import EnqueueSpec, TaskService
 from taskrt.settings import Settings
 from taskrt.store import Store
@@ -83,7 +83,7 @@ def test_a_duplicate_dispatch_is_never_leased_twice(
 
 
 def backend_entry(run_id: uuid.UUID, queue: str):  # type: ignore[no-untyped-def]
-    from taskrt.queue.base import DispatchEntry
+    from taskrt.records import DispatchEntry
 
     return DispatchEntry(run_id=run_id, queue=queue)
 

@@ -14,7 +14,7 @@ import pytest
 
 from taskrt import logs
 from taskrt.context import TaskContext
-from taskrt.queue.base import ClaimedRun, LostRun, RunFinish
+from taskrt.records import ClaimedRun, LostRun, RunFinish
 
 
 def _run(trace_id: str | None = "trace-1") -> ClaimedRun:

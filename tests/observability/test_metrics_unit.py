@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from taskrt import metrics
 from taskrt.api.metrics import MetricsMiddleware
 from taskrt.api.metrics import router as metrics_router
-from taskrt.queue.base import ClaimedRun, DispatchEntry, LostRun, QueueCounts, RunFinish
+from taskrt.records import ClaimedRun, DispatchEntry, LostRun, QueueCounts, RunFinish
 from taskrt.worker.execution import ActiveRun
 from tests.observability.support import parse
 

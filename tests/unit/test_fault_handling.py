@@ -11,8 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from taskrt.queue.base import ClaimedRun, RenewReport, WorkerIdentity
-from taskrt.records import WorkerStatus
+from taskrt.records import ClaimedRun, RenewReport, WorkerIdentity, WorkerStatus
 from taskrt.worker.execution import ActiveRun
 from taskrt.worker.heartbeat import Heartbeat
 from taskrt.worker.pipeline import BACKOFF_MOST, Backoff

@@ -25,8 +25,8 @@ from taskrt.outcomes import (
     storable_text,
 )
 from taskrt.plugins import Registry
-from taskrt.queue.base import ClaimedRun
 from taskrt.queue.keyspace import Keyspace
+from taskrt.records import ClaimedRun
 from taskrt.retry import Failure, RetryDecision
 from taskrt.runtime import Runtime
 from taskrt.settings import Settings

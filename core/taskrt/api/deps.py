@@ -22,10 +22,10 @@ from taskrt.api.ratelimit import RateLimiter
 from taskrt.api.request_ids import request_id_of
 from taskrt.api.security import AuthChain, actor_name, credentials_from, require_role
 from taskrt.auth import Identity, Role
+from taskrt.records import Actor
 from taskrt.runtime import Runtime
 from taskrt.service import TaskService
 from taskrt.settings import Settings
-from taskrt.store import Actor
 
 # Declared so the OpenAPI document lists both ways to authenticate; the auth chain reads the
 # raw headers itself (a backend may look at any header).

@@ -14,8 +14,8 @@ import click
 from taskrt.cli.output import print_json
 from taskrt.cli.state import get_state
 from taskrt.exceptions import ValidationError
+from taskrt.records import Actor
 from taskrt.service import MAX_BATCH, EnqueueResult, EnqueueSpec, TaskService
-from taskrt.store import Actor
 
 # fields a line may hold, with the JSON types each accepts (run_at is parsed from a string)
 _TYPES: dict[str, tuple[type, ...]] = {

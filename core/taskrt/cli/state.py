@@ -13,9 +13,9 @@ from taskrt.settings import Settings, load_settings
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from taskrt.records import Actor
     from taskrt.runtime import Runtime
     from taskrt.service import TaskService
-    from taskrt.store.audit import Actor
 
 
 class CliState:
@@ -58,7 +58,7 @@ class CliState:
         """The audit actor for changes made from this command line (``cli:<user>``)."""
         import getpass
 
-        from taskrt.store.audit import Actor
+        from taskrt.records import Actor
 
         try:
             user = getpass.getuser()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from taskrt.db.types import BigIntId, JSONType, UTCDateTime, db_now
+from taskrt.records import LIVE_RUN_STATUSES, LIVE_TASK_STATUSES
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -24,9 +25,7 @@ NAMING_CONVENTION = {
 }
 
 TASK_STATUSES = ("pending", "queued", "running", "retrying", "completed", "failed", "cancelled")
-LIVE_TASK_STATUSES = ("pending", "queued", "running", "retrying")
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "lost", "cancelled")
-LIVE_RUN_STATUSES = ("queued", "running")
 WORKER_STATUSES = ("online", "draining", "offline")
 MISFIRE_POLICIES = ("skip", "coalesce", "all")
 ROLES = ("reader", "producer", "admin")

@@ -24,7 +24,10 @@ from redis.client import Pipeline
 from taskrt import logs, metrics
 from taskrt.exceptions import BackendUnavailableError
 from taskrt.ids import parse_uuid, uuid7
-from taskrt.queue.base import (
+from taskrt.queue.keyspace import Keyspace, QueueKeys
+from taskrt.queue.redis_recovery import IndexGuard
+from taskrt.queue.scripts import Scripts
+from taskrt.records import (
     ClaimedRun,
     DispatchEntry,
     FinishReport,
@@ -32,13 +35,11 @@ from taskrt.queue.base import (
     QueueCounts,
     RenewReport,
     RunFinish,
+    RunState,
     WorkerIdentity,
 )
-from taskrt.queue.keyspace import Keyspace, QueueKeys
-from taskrt.queue.redis_recovery import IndexGuard
-from taskrt.queue.scripts import Scripts
 from taskrt.settings import Settings
-from taskrt.store import RunState, Store
+from taskrt.store import Store
 
 log = logging.getLogger("taskrt.queue.redis")
 # entries anyone with access to Redis can push: at most one line a minute per queue and kind

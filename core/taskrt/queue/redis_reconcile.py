@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from taskrt.ids import parse_uuid
-from taskrt.queue.base import DispatchEntry, MaintenanceReport
+from taskrt.records import DispatchEntry, MaintenanceReport
 from taskrt.store.tasks import dispatch_entry
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from taskrt import metrics
-from taskrt.queue.base import MaintenanceReport
+from taskrt.records import MaintenanceReport
 
 if TYPE_CHECKING:
     from taskrt.queue.redis_backend import RedisQueueBackend

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
-from taskrt.queue.base import (
+from taskrt.records import (
     ClaimedRun,
     DispatchEntry,
     FinishReport,

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from taskrt.queue.base import LostRun
+from taskrt.records import Actor, Enqueued, LostRun, RunState, TaskInsert
 from taskrt.store.api_keys import ApiKeyRecord, ApiKeyStore
-from taskrt.store.audit import Actor, AuditRecord, AuditStore
+from taskrt.store.audit import AuditRecord, AuditStore
 from taskrt.store.claims import ClaimStore
 from taskrt.store.outbox import OutboxStore
 from taskrt.store.queues import QueueStateStore
-from taskrt.store.runs import RunState, RunStore
+from taskrt.store.runs import RunStore
 from taskrt.store.schedules import ScheduleStore
 from taskrt.store.sqlqueue import SqlQueueStore
-from taskrt.store.tasks import Enqueued, TaskInsert, TaskStore
+from taskrt.store.tasks import TaskStore
 from taskrt.store.workers import WorkerStore
 
 

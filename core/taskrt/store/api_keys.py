@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from taskrt.db.types import db_now, db_now_plus
 from taskrt.exceptions import InvalidStateError, NotFoundError, ValidationError
 from taskrt.jsonlimits import text_problem
-from taskrt.store.audit import Actor, write_audit
+from taskrt.records import Actor
+from taskrt.store.audit import write_audit
 from taskrt.store.base import API_KEYS, StoreBase
 
 ROLES = ("reader", "producer", "admin")

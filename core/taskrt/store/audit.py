@@ -11,16 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from taskrt.records import Actor
 from taskrt.store.base import AUDIT, StoreBase
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who is making a change, and from where (request id and client IP for HTTP calls)."""
-
-    name: str
-    request_id: str | None = None
-    client_ip: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, RowMapping
 
 from taskrt.db.types import UTCDateTime, db_now, db_now_plus
-from taskrt.queue.base import ClaimedRun
+from taskrt.records import ClaimedRun
 from taskrt.store.base import QUEUES, RUNS, TASKS, StoreBase
 
 CLAIMED_RUN_COLUMNS = (

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import sqlalchemy as sa
 
 from taskrt.db.types import db_now_plus
-from taskrt.queue.base import DispatchEntry
+from taskrt.records import DispatchEntry
 from taskrt.store.base import OUTBOX, RUNS, StoreBase
 from taskrt.store.tasks import dispatch_entry
 

@@ -6,7 +6,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from taskrt.db.types import db_now
-from taskrt.store.audit import Actor, write_audit
+from taskrt.records import Actor
+from taskrt.store.audit import write_audit
 from taskrt.store.base import QUEUES, StoreBase
 
 

@@ -14,7 +14,14 @@ from sqlalchemy.engine import Connection
 
 from taskrt.db.types import UTCDateTime, db_now, db_now_plus
 from taskrt.ids import uuid7
-from taskrt.queue.base import ClaimedRun, DispatchEntry, FinishReport, LostRun, RunFinish
+from taskrt.records import (
+    ClaimedRun,
+    DispatchEntry,
+    FinishReport,
+    LostRun,
+    RunFinish,
+    RunState,
+)
 from taskrt.store.base import OUTBOX, RUNS, TASKS, StoreBase, dumps
 from taskrt.store.claims import CLAIM_BY_IDS_PG, claim, claimed_from_tuple
 from taskrt.store.tasks import dispatch_entry
@@ -151,20 +158,6 @@ class ReconcileCounts:
     queued_settled: int
     failed: int
     failed_settled: int
-
-
-@dataclass(frozen=True, slots=True)
-class RunState:
-    """What the store says about a run, for the reaper and the reconciler."""
-
-    run_id: uuid.UUID
-    task_id: uuid.UUID
-    status: str
-    queue: str
-    attempt: int
-    lease_token: str | None
-    lease_expired: bool
-    available_at: datetime
 
 
 RUN_STATE_COLUMNS = (

@@ -13,10 +13,9 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from taskrt.db.types import UTCDateTime, db_now
 from taskrt.exceptions import NotFoundError
-from taskrt.records import FireRecord, ScheduleRecord
-from taskrt.store.audit import Actor, write_audit
+from taskrt.records import Actor, FireRecord, ScheduleRecord, TaskInsert
+from taskrt.store.audit import write_audit
 from taskrt.store.base import FIRES, SCHEDULES, TASKS, StoreBase
-from taskrt.store.tasks import TaskInsert
 
 _SCHEDULE_COLUMNS = (
     SCHEDULES,

@@ -16,10 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from taskrt.db.types import db_now
-from taskrt.queue.base import ClaimedRun, QueueCounts
+from taskrt.records import ClaimedRun, QueueCounts, RunState
 from taskrt.store.base import QUEUES, RUNS, TASKS, StoreBase
 from taskrt.store.claims import CLAIM_NEXT_PG, claim, claimed_from_tuple
-from taskrt.store.runs import RUN_STATE_COLUMNS, RunState, run_state
+from taskrt.store.runs import RUN_STATE_COLUMNS, run_state
 
 
 class SqlQueueStore(StoreBase):

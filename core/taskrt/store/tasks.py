@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,13 +11,22 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
 
-from taskrt.db.models import LIVE_TASK_STATUSES
 from taskrt.db.types import UTCDateTime, db_now, db_now_plus
 from taskrt.exceptions import InvalidStateError, NotFoundError
 from taskrt.ids import uuid7
-from taskrt.queue.base import DispatchEntry
-from taskrt.records import RunRecord, RunStatus, TaskKind, TaskRecord, TaskStatus
-from taskrt.store.audit import Actor, write_audit
+from taskrt.records import (
+    LIVE_TASK_STATUSES,
+    Actor,
+    DispatchEntry,
+    Enqueued,
+    RunRecord,
+    RunStatus,
+    TaskInsert,
+    TaskKind,
+    TaskRecord,
+    TaskStatus,
+)
+from taskrt.store.audit import write_audit
 from taskrt.store.base import OUTBOX, RUNS, TASKS, StoreBase, dumps
 
 _LIVE_DEDUP = sa.text(
@@ -85,36 +93,6 @@ _RUN_AVAILABLE_AT = sa.func.coalesce(
     sa.bindparam("due_at", type_=UTCDateTime()),
     db_now_plus(sa.bindparam("delay_s", type_=sa.Float())),
 )
-
-
-@dataclass(slots=True)
-class TaskInsert:
-    """A validated task ready to be stored (ids made by the producer)."""
-
-    id: uuid.UUID
-    run_id: uuid.UUID
-    name: str
-    queue: str
-    payload: Any
-    max_retries: int
-    retry: str
-    retry_params: dict[str, Any]
-    timeout: float | None = None
-    priority: int = 0
-    dedup_key: str | None = None
-    trace_id: str | None = None
-    delay: float = 0.0
-    run_at: datetime | None = None
-    kind: TaskKind = TaskKind.IMMEDIATE
-
-
-@dataclass(slots=True)
-class Enqueued:
-    """The outcome of storing one :class:`TaskInsert`."""
-
-    task_id: uuid.UUID
-    created: bool
-    dispatch: DispatchEntry | None = None
 
 
 def dispatch_entry(

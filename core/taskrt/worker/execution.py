@@ -35,8 +35,7 @@ from taskrt.exceptions import NonRetryableError, TaskCancelled, UnknownTaskError
 from taskrt.handlers import TaskType
 from taskrt.outcomes import OutcomeBuilder
 from taskrt.plugins import Observers, Registry
-from taskrt.queue.base import ClaimedRun, RunFinish
-from taskrt.records import ExecutionOutcome, RunStatus
+from taskrt.records import ClaimedRun, ExecutionOutcome, RunFinish, RunStatus
 from taskrt.worker.threads import HandlerThreads
 from taskrt.worker.watchdog import Watchdog
 

@@ -23,7 +23,8 @@ import sqlalchemy as sa
 from taskrt import logs, metrics
 from taskrt.exceptions import BackendUnavailableError
 from taskrt.outcomes import MAX_ERROR_MESSAGE, storable_text
-from taskrt.queue.base import FinishReport, QueueBackend, RunFinish, WorkerIdentity
+from taskrt.queue.base import QueueBackend
+from taskrt.records import FinishReport, RunFinish, WorkerIdentity
 from taskrt.worker.execution import ActiveRun
 
 log = logging.getLogger("taskrt.worker")

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 
 from taskrt import logs, metrics
 from taskrt.plugins import Registry
-from taskrt.queue.base import ClaimedRun, QueueBackend, WorkerIdentity
+from taskrt.queue.base import QueueBackend
+from taskrt.records import ClaimedRun, WorkerIdentity
 
 log = logging.getLogger("taskrt.worker")
 

@@ -25,8 +25,8 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from taskrt import logs
-from taskrt.queue.base import ClaimedRun, QueueBackend, RenewReport, WorkerIdentity
-from taskrt.records import WorkerStatus
+from taskrt.queue.base import QueueBackend
+from taskrt.records import ClaimedRun, RenewReport, WorkerIdentity, WorkerStatus
 from taskrt.store import Store
 from taskrt.worker.execution import ActiveRun
 

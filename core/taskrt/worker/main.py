@@ -33,8 +33,17 @@ from taskrt.exceptions import ValidationError
 from taskrt.handlers import check_queue_name
 from taskrt.ids import uuid7
 from taskrt.outcomes import OutcomeBuilder
-from taskrt.queue.base import ClaimedRun, FinishReport, QueueBackend, RunFinish, WorkerIdentity
-from taskrt.records import DeadLetterEvent, RetryEvent, WorkerInfo, WorkerStatus
+from taskrt.queue.base import QueueBackend
+from taskrt.records import (
+    ClaimedRun,
+    DeadLetterEvent,
+    FinishReport,
+    RetryEvent,
+    RunFinish,
+    WorkerIdentity,
+    WorkerInfo,
+    WorkerStatus,
+)
 from taskrt.runtime import Runtime
 from taskrt.store import Store
 from taskrt.worker.execution import ActiveRun, RunExecutor

@@ -9,8 +9,8 @@ import time
 
 from taskrt import logs, metrics
 from taskrt.plugins import Observers
-from taskrt.queue.base import MaintenanceReport, QueueBackend
-from taskrt.records import DeadLetterEvent, RetryEvent
+from taskrt.queue.base import QueueBackend
+from taskrt.records import DeadLetterEvent, MaintenanceReport, RetryEvent
 
 log = logging.getLogger("taskrt.maintenance")
 
