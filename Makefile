@@ -27,11 +27,12 @@ test:  ## run every test (needs PostgreSQL and Redis; see README)
 chaos:  ## only the fault-injection suite (private servers it restarts, kills, freezes, skews)
 	$(PY) -m pytest tests/chaos
 
-lint:  ## ruff (lint and format check) and mypy; runs all three, fails if any fails
+lint:  ## ruff (lint and format check), mypy and the import layers (lint-imports); runs all four, fails if any fails
 	@status=0; \
 	echo "$(PY) -m ruff check ."; $(PY) -m ruff check . || status=1; \
 	echo "$(PY) -m ruff format --check ."; $(PY) -m ruff format --check . || status=1; \
 	echo "$(PY) -m mypy"; $(PY) -m mypy || status=1; \
+	echo "$(VENV)/bin/lint-imports"; $(VENV)/bin/lint-imports --no-cache || status=1; \
 	exit $$status
 
 lint-deploy:  ## hadolint on the Dockerfile and `docker compose config` on docker-compose.yml
@@ -51,10 +52,10 @@ fmt:  ## format the code and apply safe lint fixes
 	$(PY) -m ruff check --fix .
 
 docs:  ## regenerate docs/reference (settings, hooks, CLI) from the code
-	$(PY) -m taskrt.docs all
+	$(PY) -m scripts.refdocs all
 
 docs-check:  ## fail if docs/reference is stale
-	$(PY) -m taskrt.docs all --check
+	$(PY) -m scripts.refdocs all --check
 
 check-wheel:  ## build the wheel, install it into a fresh venv, import everything
 	PYTHON=$(abspath $(PY)) scripts/check_wheel.sh

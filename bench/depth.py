@@ -38,7 +38,7 @@ from bench.drain import analyze, fill
 from bench.env import QUEUE, REDIS_URL, drop_redis_prefix, postgres_target
 from bench.pickup import percentile
 from taskrt.queue.keyspace import Keyspace, QueueKeys
-from taskrt.queue.redis_backend import PROMOTE_PER_FETCH
+from taskrt.queue.redis_index import PROMOTE_PER_FETCH
 from taskrt.queue.scripts import Scripts
 from taskrt.records import WorkerIdentity
 

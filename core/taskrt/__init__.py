@@ -17,13 +17,15 @@ from taskrt.exceptions import (
     TaskrtError,
 )
 from taskrt.handlers import TaskType, task
+from taskrt.handlers import set_default_enqueuer as _set_default_enqueuer
 from taskrt.hookspecs import hookimpl, hookspec
 from taskrt.records import RunRecord, RunStatus, TaskRecord, TaskStatus
 from taskrt.retry import DelayStrategy, Failure, RetryDecision, RetryStrategy
 from taskrt.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from taskrt.client import AsyncClient, Client, EnqueueResult
+    from taskrt.client import AsyncClient, Client
+    from taskrt.enqueue import EnqueueResult
     from taskrt.runtime import Runtime
 
 __all__ = [
@@ -56,9 +58,21 @@ __all__ = [
 _LAZY = {
     "AsyncClient": "taskrt.client",
     "Client": "taskrt.client",
-    "EnqueueResult": "taskrt.client",
+    "EnqueueResult": "taskrt.enqueue",
     "Runtime": "taskrt.runtime",
 }
+
+
+def _default_client() -> Client:
+    """The client ``task_type.enqueue(...)`` uses when given none (imported on first use)."""
+    from taskrt.client import default_client
+
+    return default_client()
+
+
+# The package, which sits above every layer, tells the handlers module (near the bottom) where
+# the default client is, so that module never imports the client (see taskrt.handlers).
+_set_default_enqueuer(_default_client)
 
 
 def __getattr__(name: str) -> Any:

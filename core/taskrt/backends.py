@@ -28,7 +28,8 @@ def open_store(settings: Settings) -> Store:
     from taskrt.db.engine import engine_from_settings
     from taskrt.store import Store
 
-    return Store(engine_from_settings(settings))
+    # the Redis backend dispatches after the commit, so its runs need outbox rows
+    return Store(engine_from_settings(settings), outbox=bool(settings.redis_url))
 
 
 def open_queue_backend(settings: Settings, store: Store) -> QueueBackend:

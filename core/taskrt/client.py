@@ -22,9 +22,11 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from taskrt.app import App
+from taskrt.enqueue import EnqueueResult, EnqueueSpec
 from taskrt.records import Actor, TaskRecord
 from taskrt.runtime import Runtime
-from taskrt.service import EnqueueResult, EnqueueSpec, TaskService
+from taskrt.service import TaskService
 from taskrt.settings import Settings, load_settings
 
 __all__ = ["AsyncClient", "Client", "EnqueueResult", "default_client"]
@@ -55,12 +57,14 @@ class Client:
         return self._settings or load_settings()
 
     @cached_property
+    def app(self) -> App:
+        """The store, queue backend and service this client uses (built on first use)."""
+        return App.open(self.settings, runtime=self.runtime)
+
+    @property
     def service(self) -> TaskService:
         """The service layer this client calls."""
-        from taskrt.backends import open_queue_backend, open_store
-
-        store = open_store(self.settings)
-        return TaskService(self.runtime, store, open_queue_backend(self.settings, store))
+        return self.app.service
 
     def enqueue(
         self,
@@ -114,8 +118,8 @@ class Client:
 
     def close(self) -> None:
         """Release connections."""
-        if "service" in self.__dict__:
-            self.service.close()
+        if "app" in self.__dict__:
+            self.app.close()
 
     def __enter__(self) -> Client:
         return self

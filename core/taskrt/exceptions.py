@@ -82,6 +82,21 @@ class UnknownTaskError(ValidationError):
     """No installed plugin registered a task type of that name."""
 
 
+class BatchValidationError(ValidationError):
+    """A batch was refused and nothing stored. ``errors`` lists every problem, each ``loc``
+    starting with its item's index; ``items`` holds each refused item's index with the error
+    that item alone would have raised (so a caller can name the item without checking again)."""
+
+    def __init__(
+        self,
+        message: str,
+        errors: Sequence[dict[str, Any]],
+        items: Sequence[tuple[int, ValidationError]],
+    ) -> None:
+        super().__init__(message, errors)
+        self.items = list(items)
+
+
 class PayloadValidationError(ValidationError):
     """The payload does not satisfy the task type's pydantic model."""
 

@@ -25,22 +25,45 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from taskrt.exceptions import PayloadValidationError, ValidationError
+from taskrt import limits
+from taskrt.exceptions import ConfigurationError, PayloadValidationError, ValidationError
 
 if TYPE_CHECKING:
-    from taskrt.client import Client, EnqueueResult
+    from taskrt.enqueue import EnqueueResult
 
-TASK_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)+$")
-QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-MAX_TASK_NAME = 200
+TASK_NAME_RE = re.compile(limits.TASK_NAME_PATTERN)
+QUEUE_NAME_RE = re.compile(limits.QUEUE_NAME_PATTERN)
+MAX_TASK_NAME = limits.TASK_NAME_MAX
 
 R = TypeVar("R")
 HandlerFunc = Callable[..., Any]
+
+
+class Enqueuer(Protocol):
+    """Anything that creates tasks by name, such as :class:`taskrt.Client`: its
+    ``enqueue(name, payload, **options)`` returns an :class:`~taskrt.enqueue.EnqueueResult`."""
+
+    @property
+    def enqueue(self) -> Callable[..., EnqueueResult]:
+        """The method that creates a task of type ``name``."""
+
+
+_default_enqueuer: Callable[[], Enqueuer] | None = None
+
+
+def set_default_enqueuer(factory: Callable[[], Enqueuer]) -> None:
+    """Name what :meth:`TaskType.enqueue` uses when it is given no client.
+
+    The ``taskrt`` package sets it to the default :class:`~taskrt.client.Client` when it is
+    imported, so this module, which the lower layers use, never imports the client.
+    """
+    global _default_enqueuer
+    _default_enqueuer = factory
 
 
 def check_task_name(name: str) -> str:
@@ -164,12 +187,14 @@ class TaskType(Generic[R]):
         return self.func(payload)
 
     def enqueue(
-        self, payload: Any = None, *, client: Client | None = None, **options: Any
+        self, payload: Any = None, *, client: Enqueuer | None = None, **options: Any
     ) -> EnqueueResult:
         """Enqueue a task of this type, through ``client`` or the default client from settings."""
-        from taskrt.client import default_client
-
-        return (client or default_client()).enqueue(self.name, payload, **options)
+        if client is None:
+            if _default_enqueuer is None:
+                raise ConfigurationError("no client given and no default client is set")
+            client = _default_enqueuer()
+        return client.enqueue(self.name, payload, **options)
 
 
 def task(

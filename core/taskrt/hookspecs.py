@@ -11,11 +11,17 @@ implementation may accept any subset of them. Discovery hooks (``register_*``) r
 ``register`` callable owned by the core, which validates what it is given and remembers which
 plugin registered it. Observer hooks (``before_*``/``after_*``, ``on_*``, ``worker_*``) are told
 what happened; one that raises is logged with its traceback and counted, and never breaks a task.
+
+The observer hooks are taskrt's events: each is emitted exactly once, from one place (see
+docs/concepts/events.md). taskrt's own metrics and log lines are plugins too: they implement the
+batch events (``on_tasks_created``, ``on_runs_finished``, ``on_runs_lost``,
+``on_schedule_fired``) and are called before any other plugin (:mod:`taskrt.subscribers`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -30,11 +36,16 @@ if TYPE_CHECKING:
         DeadLetterEvent,
         EnqueueRequest,
         ExecutionOutcome,
+        LostRun,
         RetryEvent,
+        RunFinish,
+        ScheduleFire,
+        TaskInsert,
         TaskRecord,
         WorkerInfo,
     )
     from taskrt.retry import RetryStrategyFactory
+    from taskrt.settings import PluginSettings
 
 PROJECT_NAME = "taskrt"
 
@@ -61,6 +72,13 @@ def register_auth_backends(register: Callable[[str, AuthBackendFactory], None]) 
 
 
 @hookspec
+def register_settings(register: Callable[[str, type[PluginSettings]], None]) -> None:
+    """Register settings sections: call ``register(name, model)`` with a ``PluginSettings``
+    subclass whose ``env_prefix`` is ``TASKRT_<NAME>_``; its fields are read like core settings
+    (``TASKRT_<NAME>_<FIELD>``, the file key ``<name>_<field>``) and checked at start."""
+
+
+@hookspec
 def register_commands(cli: click.Group) -> None:
     """Add click commands or groups to the ``taskrt`` command line."""
 
@@ -78,6 +96,19 @@ def after_enqueue(task: TaskRecord, created: bool) -> None:
     """A task was stored (``created=False``: a live task with the same dedup key was returned)."""
 
 
+@hookspec
+def on_tasks_created(tasks: Sequence[TaskInsert]) -> None:
+    """Tasks were created and committed (one call per enqueue batch or scheduler tick).
+
+    Called in the process that created them, after the commit and the dispatch and before
+    ``after_enqueue``; a dedup hit created nothing and is not among ``tasks``."""
+
+
+@hookspec
+def on_schedule_fired(fires: Sequence[ScheduleFire]) -> None:
+    """A scheduler tick fired these slots, each creating one task (after the commit)."""
+
+
 # --- executing ----------------------------------------------------------------------------
 
 
@@ -89,6 +120,28 @@ def before_execute(ctx: TaskContext, payload: Any) -> None:
 @hookspec
 def after_execute(ctx: TaskContext, outcome: ExecutionOutcome) -> None:
     """A handler returned, raised, timed out or was cancelled; ``outcome`` says which."""
+
+
+@hookspec
+def on_runs_finished(
+    finishes: Sequence[RunFinish],
+    ran_seconds: Mapping[uuid.UUID, float | None],
+    worker_id: uuid.UUID,
+) -> None:
+    """The store accepted these run outcomes (one call per batch a worker wrote).
+
+    Called on the worker's finisher thread, once the batch is committed, before the
+    ``on_retry``/``on_dead_letter`` calls it causes. ``ran_seconds`` says how long each handler
+    ran, by run id (None or absent: it never started). An outcome the store rejected (the lease
+    was taken over) is not among ``finishes``."""
+
+
+@hookspec
+def on_runs_lost(lost: Sequence[LostRun]) -> None:
+    """A maintenance pass ended these runs ``lost`` (their worker stopped renewing the lease).
+
+    Called on the maintenance thread of the worker whose pass reaped them, before the
+    ``on_retry``/``on_dead_letter`` calls their losses cause."""
 
 
 @hookspec

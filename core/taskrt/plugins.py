@@ -1,7 +1,8 @@
 """Loading plugins: the one plugin-manager factory, the registry of what plugins registered, and
 the safe dispatcher for observer hooks.
 
-Order of loading: hookspecs, then entry points of the ``taskrt`` group (filtered by the allow and
+Order of loading: hookspecs, then taskrt's own subscribers (its metrics and log lines, see
+:mod:`taskrt.subscribers`), then entry points of the ``taskrt`` group (filtered by the allow and
 block lists), then plugins passed explicitly, then ``check_pending()``. Nothing here runs at import
 time; a :class:`~taskrt.runtime.Runtime` calls :func:`load_plugins` when it is built.
 """
@@ -32,11 +33,13 @@ from taskrt.exceptions import (
 from taskrt.handlers import TaskType, check_task_name
 from taskrt.retry import RetryStrategy, RetryStrategyFactory, build_strategy
 from taskrt.settings import Settings
+from taskrt.subscribers import BUILTIN_SUBSCRIBERS
 
 ENTRY_POINT_GROUP = "taskrt"
 log = logging.getLogger("taskrt.plugins")
 trace_log = logging.getLogger("taskrt.plugins.trace")
 
+_BUILTIN_NAMES = frozenset(name for name, _ in BUILTIN_SUBSCRIBERS)
 _STRATEGY_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -117,6 +120,9 @@ def load_plugins(
     loaded = LoadedPlugins(manager=manager, trace=settings.plugins_trace)
     if settings.plugins_trace:
         _enable_tracing(manager)
+    # last registered, first called: register them backwards to call them in their order
+    for name, subscriber in reversed(BUILTIN_SUBSCRIBERS):  # not in ``infos``: not loaded ones
+        manager.register(subscriber(), name=name)
 
     if entry_points:
         for ep in sorted(
@@ -395,7 +401,7 @@ class Observers:
     def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call every implementation of ``hook_name`` with the arguments it asks for."""
         for plugin_name, function, argnames in self._implementations(hook_name):
-            if self._trace:
+            if self._trace and plugin_name not in _BUILTIN_NAMES:
                 arguments = ", ".join(f"{n}={kwargs.get(n)!r}" for n in argnames)
                 trace_log.info("hook %s -> %s(%s)", hook_name, plugin_name, arguments)
             try:

@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-RETRY_DELAY_LIMIT = 10 * 365 * 86400.0
+from taskrt import limits
+
+RETRY_DELAY_LIMIT = limits.RETRY_DELAY_LIMIT
 """The longest retry delay taskrt ever schedules (ten years), whatever a strategy returns or
 the settings say: far inside what every database can store as a timestamp. Built-in strategies
 refuse parameters above it; ``TASKRT_MAX_RETRY_DELAY`` (30 days by default) caps lower."""

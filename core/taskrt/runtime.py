@@ -12,7 +12,8 @@ from typing import Any
 import click
 
 from taskrt.plugins import LoadedPlugins, Observers, Registry, build_registry, load_plugins
-from taskrt.settings import Settings, load_settings
+from taskrt.settings import CORE_PREFIXES, Settings, load_settings
+from taskrt.settings_sections import collect_sections
 
 
 class Runtime:
@@ -35,6 +36,7 @@ class Runtime:
         """Load plugins (entry points unless ``entry_points=False``, then ``plugins``)."""
         settings = settings if settings is not None else load_settings()
         loaded = load_plugins(settings, plugins=plugins, entry_points=entry_points)
+        settings.adopt(collect_sections(loaded.manager, CORE_PREFIXES))  # plugins' own settings
         return cls(settings, loaded, build_registry(loaded))
 
     @property

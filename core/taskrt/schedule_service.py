@@ -1,8 +1,8 @@
 """The service layer for schedules: create, change, delete, preview and fire them.
 
-Firing creates tasks, so it goes through the same store transaction and dispatch path as
-:class:`~taskrt.service.TaskService`: one transaction records the fire (unique per schedule and
-fire time), the task, its run and its outbox row; the dispatch follows the commit.
+Firing creates tasks, so it goes through :class:`~taskrt.service.TaskService` like any producer
+(its enqueue hooks and events included): one transaction records the fire (unique per schedule
+and fire time), the task, its run and its outbox row; the dispatch follows the commit.
 """
 
 from __future__ import annotations
@@ -17,7 +17,15 @@ from typing import Any
 from taskrt.exceptions import ValidationError
 from taskrt.ids import uuid7
 from taskrt.jsonlimits import text_problems
-from taskrt.records import Actor, DispatchEntry, FireRecord, ScheduleRecord, TaskInsert, TaskKind
+from taskrt.records import (
+    Actor,
+    Enqueued,
+    FireRecord,
+    ScheduleFire,
+    ScheduleRecord,
+    TaskInsert,
+    TaskKind,
+)
 from taskrt.scheduler.cron import CronSchedule
 from taskrt.scheduler.misfire import MISFIRE_POLICIES, plan_fires
 from taskrt.service import EnqueueSpec, TaskService
@@ -50,13 +58,14 @@ def check_texts(**fields: str | None) -> None:
 class FireReport:
     """What one scheduler tick fired."""
 
-    fired: list[tuple[uuid.UUID, datetime, uuid.UUID]] = field(default_factory=list)
-    """(schedule id, fire time, task id) of each fire this tick won."""
-    lags: list[float] = field(default_factory=list)
-    """Seconds from each fired slot's due time to the fire (database clock)."""
-    created: list[tuple[str, str]] = field(default_factory=list)
-    """(queue, task type) of each task the fires created, for the metrics."""
+    fires: list[ScheduleFire] = field(default_factory=list)
+    """Each fire this tick won, with the task it created."""
     schedules: int = 0
+
+    @property
+    def fired(self) -> list[tuple[uuid.UUID, datetime, uuid.UUID]]:
+        """(schedule id, fire time, task id) of each fire this tick won."""
+        return [(f.schedule_id, f.fire_at, f.task_id) for f in self.fires]
 
 
 class ScheduleService:
@@ -209,10 +218,11 @@ class ScheduleService:
 
     # --- firing ---------------------------------------------------------------------------
     def fire_due(self, *, limit: int = 50) -> FireReport:
-        """Fire every slot that is due, in one transaction; dispatch after the commit."""
+        """Fire every slot that is due, in one transaction; after the commit, dispatch the
+        tasks and emit "tasks created" and "schedule fired" (see docs/concepts/events.md)."""
         report = FireReport()
-        entries: list[DispatchEntry] = []
-        needs_outbox = self.tasks.backend.needs_outbox
+        items: list[TaskInsert] = []
+        outcomes: list[Enqueued] = []
         with self.store.transaction() as conn:
             due, now = self.store.lock_due_schedules(conn, limit)
             report.schedules = len(due)
@@ -232,18 +242,28 @@ class ScheduleService:
                     if fire_id is None:  # another scheduler fired this slot
                         continue
                     item = _task_from_template(schedule)
-                    (enqueued,) = self.store.insert_tasks_in(conn, [item], with_outbox=needs_outbox)
+                    # through the service, so before_enqueue (now) and after_enqueue (after
+                    # the commit) observers see scheduled tasks like any other
+                    outcomes.extend(self.tasks.enqueue_in(conn, [item]))
+                    items.append(item)
                     self.store.link_fire(conn, fire_id, item.id)
-                    if enqueued.dispatch is not None:
-                        entries.append(enqueued.dispatch)
-                    report.fired.append((schedule.id, slot, item.id))
-                    report.lags.append((now - slot).total_seconds())
-                    report.created.append((item.queue, item.name))
+                    report.fires.append(
+                        ScheduleFire(
+                            schedule_id=schedule.id,
+                            fire_at=slot,
+                            task_id=item.id,
+                            task_name=item.name,
+                            queue=item.queue,
+                            lag=(now - slot).total_seconds(),
+                        )
+                    )
                     last = slot if last is None else max(last, slot)
                 self.store.advance_schedule(
                     conn, schedule.id, next_fire_at=plan.next_fire_at, last_triggered_at=last
                 )
-        self.tasks.dispatch(entries)
+        if items:
+            self.tasks.enqueued(items, outcomes)
+            self.tasks.events.schedule_fired(report.fires)
         return report
 
     def seconds_until_next_fire(self) -> float | None:

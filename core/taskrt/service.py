@@ -3,6 +3,8 @@
 The CLI, the Python client, the HTTP API and the scheduler all call this module; it validates
 input against the registry, writes the store in one transaction, then dispatches to the queue
 backend. A dispatch that fails (Redis down) loses nothing: the outbox relay sends it later.
+After the commit it emits "tasks created" and tells ``after_enqueue`` observers, for every
+producer, scheduled fires included (docs/concepts/events.md).
 """
 
 from __future__ import annotations
@@ -11,22 +13,30 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from taskrt import metrics
-from taskrt.exceptions import InvalidStateError, ValidationError
+from sqlalchemy import Connection
+
+from taskrt import limits
+from taskrt.enqueue import (
+    FINISHED_STATUSES,
+    EnqueueResult,
+    EnqueueSpec,
+    ReplayResult,
+    input_problems,
+    request_view,
+    run_at_problem,
+)
+from taskrt.events import Events
+from taskrt.exceptions import BatchValidationError, InvalidStateError, ValidationError
 from taskrt.handlers import check_queue_name
 from taskrt.ids import uuid7
-from taskrt.jsonlimits import Problem, json_problems, text_problems
-from taskrt.outbox import OutboxCleaner
 from taskrt.queue.base import QueueBackend
 from taskrt.records import (
     Actor,
     DispatchEntry,
-    EnqueueRequest,
+    Enqueued,
     QueueCounts,
     TaskInsert,
     TaskRecord,
@@ -35,104 +45,28 @@ from taskrt.records import (
 from taskrt.runtime import Runtime
 from taskrt.store import Store
 
+__all__ = [
+    "FINISHED_STATUSES",
+    "EnqueueResult",
+    "EnqueueSpec",
+    "ReplayResult",
+    "TaskService",
+    "input_problems",
+    "run_at_problem",
+]
+
 log = logging.getLogger("taskrt.service")
 
-MAX_DEDUP_KEY = 200
-MAX_TRACE_ID = 128
-MAX_RETRIES_LIMIT = 1000
-MAX_BATCH = 10_000
-MAX_DELAY = 100 * 365.25 * 86400
-"""Longest ``delay``, in seconds: the due time must stay a date every store can hold and read."""
-
-
-@dataclass(slots=True)
-class EnqueueSpec:
-    """What a producer asks for; anything left ``None`` comes from the task type's defaults."""
-
-    name: str
-    payload: Any = None
-    queue: str | None = None
-    delay: float | None = None
-    run_at: datetime | None = None
-    dedup_key: str | None = None
-    max_retries: int | None = None
-    retry: str | None = None
-    retry_params: Mapping[str, Any] | None = None
-    timeout: float | None = None
-    priority: int | None = None
-    trace_id: str | None = None
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> EnqueueSpec:
-        """Build a spec from a dict (unknown keys are refused)."""
-        allowed = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise ValidationError(
-                f"unknown field(s) {', '.join(unknown)}",
-                [{"loc": [key], "msg": "unknown field"} for key in unknown],
-            )
-        if "name" not in data:
-            raise ValidationError(
-                "a task needs a name", [{"loc": ["name"], "msg": "field required"}]
-            )
-        return cls(**data)
-
-
-@dataclass(frozen=True, slots=True)
-class EnqueueResult:
-    """What enqueue did: the task's id, and whether it was created or an existing live task
-    with the same dedup key was returned."""
-
-    id: uuid.UUID
-    created: bool
-    name: str
-    queue: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"id": str(self.id), "created": self.created, "name": self.name, "queue": self.queue}
-
-
-FINISHED_STATUSES = ("completed", "failed", "cancelled")
-"""The task statuses a task can be run again from (``taskrt task retry``)."""
-
-
-@dataclass(slots=True)
-class ReplayResult:
-    """Which dead-lettered tasks a replay gave a new run."""
-
-    replayed: list[uuid.UUID] = field(default_factory=list)
-    skipped: list[uuid.UUID] = field(default_factory=list)
+# The bounds themselves live in taskrt.limits; these names are the service's view of them.
+MAX_DEDUP_KEY = limits.DEDUP_KEY_MAX
+MAX_TRACE_ID = limits.TRACE_ID_MAX
+MAX_RETRIES_LIMIT = limits.MAX_RETRIES_LIMIT
+MAX_BATCH = limits.SERVICE_BATCH_MAX
+MAX_DELAY = limits.SERVICE_DELAY_MAX
 
 
 def _problem(loc: list[Any], msg: str) -> dict[str, Any]:
     return {"loc": loc, "msg": msg}
-
-
-def input_problems(spec: EnqueueSpec, loc: tuple[Any, ...], *, max_depth: int) -> list[Problem]:
-    """What in ``spec`` no store could hold or read back: JSON nested too deep, lone
-    surrogates or NUL characters, numbers JSON cannot carry (see :mod:`taskrt.jsonlimits`)."""
-    found = json_problems(spec.payload, [*loc, "payload"], max_depth=max_depth)
-    if spec.retry_params is not None:
-        found += json_problems(spec.retry_params, [*loc, "retry_params"], max_depth=max_depth)
-    for name in ("name", "queue", "dedup_key", "retry", "trace_id"):
-        found += text_problems(getattr(spec, name), [*loc, name])
-    return found
-
-
-def run_at_problem(run_at: object) -> str | None:
-    """Why ``run_at`` cannot be a due time, or None: it needs a zone, and must still be a date
-    once moved to UTC (``9999-12-31T23:59:59-14:00`` is not)."""
-    if not isinstance(run_at, datetime):
-        return "run_at must be a date and time"
-    if run_at.tzinfo is None or run_at.utcoffset() is None:
-        return "run_at must carry a time zone"
-    try:
-        run_at.astimezone(UTC)
-    except OverflowError:
-        return "run_at is out of range once moved to UTC (years 1 to 9999)"
-    return None
 
 
 class TaskService:
@@ -144,14 +78,13 @@ class TaskService:
         self.registry = runtime.registry
         self.store = store
         self.backend = backend
-        self.outbox = OutboxCleaner(store)
+        self.events = Events(runtime.observers)
         # task types whose own retry strategy and parameters have been built once without
         # error: a task that keeps them needs no second check (the registry never changes)
         self._default_retry_ok: set[str] = set()
 
     def close(self) -> None:
-        """Flush pending outbox deletes and release connections."""
-        self.outbox.close()
+        """Release connections (the backend first: it flushes its pending outbox deletes)."""
         self.backend.close()
         self.store.dispose()
 
@@ -244,7 +177,7 @@ class TaskService:
         if (
             not isinstance(priority, int)
             or isinstance(priority, bool)
-            or not (-32768 <= priority <= 32767)
+            or not (limits.PRIORITY_MIN <= priority <= limits.PRIORITY_MAX)
         ):
             problems.append(
                 _problem([*loc, "priority"], "priority must be an integer in -32768..32767")
@@ -271,6 +204,31 @@ class TaskService:
             run_at=spec.run_at,
         )
 
+    def prepare_many(self, specs: Sequence[EnqueueSpec]) -> list[TaskInsert]:
+        """Validate every spec (storing nothing). A BatchValidationError lists every problem,
+        each ``loc`` starting with its item's index, and keeps each refused item's own error in
+        ``items``, so callers name the item without checking it again."""
+        items: list[TaskInsert] = []
+        problems: list[dict[str, Any]] = []
+        refused: list[tuple[int, ValidationError]] = []
+        for index, spec in enumerate(specs):
+            try:
+                items.append(self.prepare(spec))
+            except ValidationError as exc:
+                refused.append((index, exc))
+                problems.extend(
+                    [{**e, "loc": [index, *e.get("loc", ())]} for e in exc.errors]
+                    or [_problem([index], str(exc))]
+                )
+        if problems:
+            detail = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in problems[:10])
+            raise BatchValidationError(
+                f"{len(problems)} problem(s) in the batch, nothing stored: {detail}",
+                problems,
+                refused,
+            )
+        return items
+
     # --- create ---------------------------------------------------------------------------
     def enqueue(self, spec: EnqueueSpec, *, actor: Actor | None = None) -> EnqueueResult:
         """Create one task (or return the live task holding its dedup key)."""
@@ -281,44 +239,49 @@ class TaskService:
     ) -> list[EnqueueResult]:
         """Create tasks in one transaction and one dispatch pipeline: all or nothing.
 
-        Every invalid item is reported in one ValidationError, each problem's ``loc`` starting
-        with the item's index.
+        A batch of one raises its item's own ValidationError; a longer one reports every
+        invalid item at once (see :meth:`prepare_many`).
         """
         if len(specs) > MAX_BATCH:
             raise ValidationError(f"at most {MAX_BATCH} tasks per batch, got {len(specs)}")
-        items: list[TaskInsert] = []
-        problems: list[dict[str, Any]] = []
-        single = len(specs) == 1
-        for index, spec in enumerate(specs):
-            try:
-                items.append(self.prepare(spec, loc=() if single else (index,)))
-            except ValidationError as exc:
-                if single:
-                    raise
-                problems.extend(exc.errors or [_problem([index], str(exc))])
-        if problems:
-            detail = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in problems[:10])
-            raise ValidationError(
-                f"{len(problems)} problem(s) in the batch, nothing stored: {detail}", problems
-            )
-        observers = self.runtime.observers
-        if observers.has("before_enqueue"):
-            for item in items:
-                observers.notify("before_enqueue", request=_request_view(item))
-        outcomes = self.store.insert_tasks(
-            items, with_outbox=self.backend.needs_outbox, actor=actor
-        )
+        items = [self.prepare(specs[0])] if len(specs) == 1 else self.prepare_many(specs)
+        self._before_enqueue(items)
+        return self.enqueued(items, self.store.insert_tasks(items, actor=actor))
+
+    def enqueue_in(
+        self, conn: Connection, items: Sequence[TaskInsert], *, actor: Actor | None = None
+    ) -> list[Enqueued]:
+        """Store prepared tasks inside the caller's transaction ``conn`` (a scheduled fire
+        writes its fire row and its task together): ``before_enqueue`` observers are told,
+        then the tasks are inserted. Call :meth:`enqueued` once the transaction committed."""
+        self._before_enqueue(items)
+        return self.store.insert_tasks_in(conn, items, actor=actor)
+
+    def enqueued(
+        self, items: Sequence[TaskInsert], outcomes: Sequence[Enqueued]
+    ) -> list[EnqueueResult]:
+        """After the commit of ``items``: dispatch their runs, then emit "tasks created" and
+        tell ``after_enqueue`` observers (the one place both happen for every producer)."""
         self.dispatch([o.dispatch for o in outcomes if o.dispatch is not None])
         results = [
             EnqueueResult(id=o.task_id, created=o.created, name=item.name, queue=item.queue)
             for o, item in zip(outcomes, items, strict=True)
         ]
-        metrics.tasks_created((r.queue, r.name) for r in results if r.created)
+        self.events.tasks_created(
+            [item for o, item in zip(outcomes, items, strict=True) if o.created]
+        )
+        observers = self.runtime.observers
         if observers.has("after_enqueue"):
             records = self.store.get_tasks([r.id for r in results])
             for result in results:
                 observers.notify("after_enqueue", task=records[result.id], created=result.created)
         return results
+
+    def _before_enqueue(self, items: Sequence[TaskInsert]) -> None:
+        observers = self.runtime.observers
+        if observers.has("before_enqueue"):
+            for item in items:
+                observers.notify("before_enqueue", request=request_view(item))
 
     def dispatch(self, entries: Sequence[DispatchEntry]) -> None:
         """Hand committed queued runs to the queue backend; on failure the relay sends them."""
@@ -333,8 +296,6 @@ class TaskService:
                 exc,
             )
             return
-        if self.backend.needs_outbox:
-            self.outbox.add([e.run_id for e in entries])
 
     # --- read -----------------------------------------------------------------------------
     def get(self, task_id: uuid.UUID, *, runs: bool = True) -> TaskRecord:
@@ -436,7 +397,6 @@ class TaskService:
         won, entries = self.store.replay_tasks(
             queue,
             task_ids,
-            with_outbox=self.backend.needs_outbox,
             actor=actor,
             statuses=statuses,
             action=action,
@@ -451,8 +411,6 @@ class TaskService:
                 queued.append(entry)
             for name, (ids, queued) in by_queue.items():
                 self.backend.replayed(name, ids, queued)
-            if self.backend.needs_outbox:
-                self.outbox.add([e.run_id for e in entries])
         except Exception as exc:  # the relay dispatches; reconcile fixes the list
             log.warning("replay dispatch failed (%s); the outbox relay will send it", exc)
         return won
@@ -478,19 +436,3 @@ class TaskService:
     def workers(self, *, include_offline: bool = True) -> list[WorkerInfo]:
         """Registered workers, newest first."""
         return self.store.list_workers(include_offline=include_offline)
-
-
-def _request_view(item: TaskInsert) -> EnqueueRequest:
-    return EnqueueRequest(
-        name=item.name,
-        payload=item.payload,
-        queue=item.queue,
-        available_at=item.run_at,
-        dedup_key=item.dedup_key,
-        max_retries=item.max_retries,
-        retry=item.retry,
-        retry_params=item.retry_params,
-        timeout=item.timeout,
-        priority=item.priority,
-        trace_id=item.trace_id,
-    )

@@ -38,6 +38,7 @@ from taskrt.auth import (
 )
 from taskrt.exceptions import ConfigurationError
 from taskrt.settings import Settings
+from taskrt_plugins.auth_jwt import JwtSettings
 
 log = logging.getLogger("taskrt.auth.jwt")
 
@@ -88,17 +89,19 @@ class JwtBackend:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JwtBackend:
-        """The backend the ``jwt_*`` settings describe; ConfigurationError if they do not."""
-        secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
-        if secret and settings.jwt_public_key:
+        """The backend the ``jwt`` settings section describes; ConfigurationError if it does
+        not describe one."""
+        jwt_settings = settings.section("jwt", JwtSettings)
+        secret = jwt_settings.secret.get_secret_value() if jwt_settings.secret else ""
+        if secret and jwt_settings.public_key:
             raise ConfigurationError(
                 "set TASKRT_JWT_SECRET (HS256) or TASKRT_JWT_PUBLIC_KEY (RS256), not both"
             )
         common: dict[str, Any] = {
-            "issuer": settings.jwt_issuer,
-            "audience": settings.jwt_audience,
-            "role_claim": settings.jwt_role_claim,
-            "max_lifetime": settings.jwt_max_lifetime,
+            "issuer": jwt_settings.issuer,
+            "audience": jwt_settings.audience,
+            "role_claim": jwt_settings.role_claim,
+            "max_lifetime": jwt_settings.max_lifetime,
         }
         if secret:
             if len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
@@ -107,8 +110,8 @@ class JwtBackend:
                     "bytes of secret"
                 )
             return cls(secret, "HS256", **common)
-        if settings.jwt_public_key:
-            return cls(load_public_key(settings.jwt_public_key), "RS256", **common)
+        if jwt_settings.public_key:
+            return cls(load_public_key(jwt_settings.public_key), "RS256", **common)
         raise ConfigurationError(
             "the jwt auth backend needs TASKRT_JWT_SECRET (HS256) or TASKRT_JWT_PUBLIC_KEY (RS256)"
         )

@@ -37,6 +37,16 @@ def rows(stack: Stack, sql: str) -> list[sa.Row[object]]:
         return list(conn.execute(sa.text(sql)))
 
 
+def _running_on(stack: Stack, pid: int) -> int:
+    """How many runs the worker process ``pid`` holds in the store as running."""
+    found = rows(
+        stack,
+        "SELECT count(*) FROM task_runs r JOIN workers w ON w.id = r.worker_id "
+        f"WHERE r.status = 'running' AND w.pid = {int(pid)}",
+    )
+    return int(found[0][0])
+
+
 def test_sigkill_recovery(stack: Stack, tmp_path: Path) -> None:
     rng = random.Random(11)
     stack.service.enqueue_many(
@@ -50,8 +60,11 @@ def test_sigkill_recovery(stack: Stack, tmp_path: Path) -> None:
     steady = WorkerProcess(env, tmp_path / "steady.log", "-c", "4").start()
     try:
         for _ in range(2):
-            wait_for(lambda: statuses(stack)["running"] > 0, timeout=30, message="running tasks")
-            time.sleep(1.0)
+            # the victim itself must hold runs when it dies (under load it may start slowly)
+            wait_for(
+                lambda: _running_on(stack, victim.pid) > 0, timeout=30, message="victim running"
+            )
+            time.sleep(0.2)
             victim.signal(signal.SIGKILL)
             victim.wait(10)
             victim.start()

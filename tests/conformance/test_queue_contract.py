@@ -247,3 +247,39 @@ def test_weighted_fetch_serves_every_queue(stack: Stack) -> None:
         for run in stack.backend.acquire(order, 1, w):
             taken[run.queue] += 1
     assert taken["heavy"] > taken["light"] > 0
+
+
+# --- the two-stage fetch and the index's leases: declared on every backend -------------------
+
+
+def test_a_two_stage_fetch_leases_in_order_then_claims(stack: Stack) -> None:
+    high = enqueue(stack, 2, queue="two-high")
+    normal = enqueue(stack, 2, queue="two-normal")
+    w = worker()
+    stack.backend.prepare_wait(["two-high", "two-normal"])
+    leased = stack.backend.lease(["two-high", "two-normal"], 3, w)
+    assert len(leased) == 3
+    assert leased.queues() == ["two-high", "two-high", "two-normal"]
+    runs = stack.backend.claim(leased, w)
+    assert [r.task_id for r in runs] == [*high, normal[0]]
+    assert {r.lease_token for r in runs} == {leased.token}
+    assert [t.status for t in map(stack.service.get, high)] == ["running", "running"]
+    assert stack.backend.renew_index(runs, w) == []  # nobody else holds their leases
+    report = stack.backend.finish([build(stack).succeeded(r, None) for r in runs], w)
+    assert len(report.won) == 3
+
+
+def test_unleasing_puts_runs_back_first_in_line_and_spends_nothing(stack: Stack) -> None:
+    first, second = enqueue(stack, 2, queue="unlease")
+    w = worker()
+    leased = stack.backend.lease(["unlease"], 1, w)
+    assert leased.queues() == ["unlease"]
+    assert stack.backend.unlease(leased, w) == 1
+    (again,) = stack.backend.acquire(["unlease"], 1, worker())
+    assert again.task_id == first
+    assert again.attempt == 1
+    assert stack.service.get(second).status == "queued"
+
+
+def test_keeps_index_says_whether_the_leases_have_a_second_copy(stack: Stack) -> None:
+    assert stack.backend.keeps_index is (stack.kind == "redis")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scripts.refdocs.settings_ref import builtin_sections
 
 from taskrt.settings import Settings, load_settings
 from tests.deploy.support import VENV_BIN
@@ -22,7 +23,11 @@ from tests.support.procs import REPO_ROOT
 
 ENV_EXAMPLE = REPO_ROOT / "config" / ".env.example"
 DEPLOY_DOC = REPO_ROOT / "docs" / "deploy.md"
-SETTING_VARS = {f"TASKRT_{name.upper()}" for name in Settings.model_fields}
+SETTING_VARS = {f"TASKRT_{name.upper()}" for name in Settings.model_fields} | {
+    f"TASKRT_{section.upper()}_{name.upper()}"  # the settings sections of the built-in plugins
+    for section, _, model in builtin_sections()
+    for name in model.model_fields
+}
 # Read by supervisord, its program files, the image's health check or Compose, not by taskrt.
 DEPLOYMENT_VARS = {
     "TASKRT_WORKER_PROCESSES",

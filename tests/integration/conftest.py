@@ -28,8 +28,8 @@ def settings(pg_url: str, redis_url: str, redis_prefix: str) -> Settings:
 
 @pytest.fixture
 def store(settings: Settings) -> Iterator[Store]:
-    """The store on this test's database."""
-    handle = Store(create_engine(settings.database_url))
+    """The store on this test's database (with outbox rows: the backend is Redis's)."""
+    handle = Store(create_engine(settings.database_url), outbox=True)
     yield handle
     handle.dispose()
 

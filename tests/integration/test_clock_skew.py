@@ -58,7 +58,7 @@ def skewed(
         plugins_modules=["tests.support.testkit"],
         outbox_grace=0.0,
     )
-    store = Store(create_engine(settings.database_url))
+    store = Store(create_engine(settings.database_url), outbox=True)
     backend = RedisQueueBackend.from_settings(store, settings)
     try:
         _assert_skewed(store, backend.redis, request.param)

@@ -1,4 +1,4 @@
-"""The PostgreSQL reads that bypass SQLAlchemy (``StoreBase.raw_rows``, ``get_task``) hand back
+"""The PostgreSQL reads that bypass SQLAlchemy (``api_key_by_prefix``, ``get_task``) hand back
 the same records as the SQLAlchemy path, whatever the session's time zone."""
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from taskrt.store import Store
 
 def _sqlalchemy_store(url: str) -> Store:
     """A store on the same database whose reads take the SQLAlchemy path (as on SQLite)."""
-    store = Store(create_engine(url))
-    store.is_postgresql = False  # only reads are made through it
-    return store
+    return Store(create_engine(url), raw_reads=False)
 
 
 def test_a_task_read_through_psycopg_equals_the_sqlalchemy_read_in_any_time_zone(

@@ -266,7 +266,7 @@ def test_the_outbox_relay_dispatches_what_a_producer_did_not(
 ) -> None:
     backend.maintain()  # the first pass builds the queues (and their marker) from the store
     item = service.prepare(EnqueueSpec(name="example.echo", payload={}, queue="relay"))
-    store.insert_tasks([item], with_outbox=True)  # committed; the producer died before dispatch
+    store.insert_tasks([item])  # committed; the producer died before dispatch
     assert backend.counts(["relay"])[0].ready == 0
     report = backend.maintain()
     assert report.relayed == 1
@@ -331,7 +331,7 @@ def test_a_flush_is_rebuilt_by_the_next_maintenance_pass_with_the_leases_of_runn
     enqueue(service, 2, queue="flushed", delay=30)
     dead = worker(ttl=0.5)  # fetches one run, then never renews: its process died
     (running,) = backend.acquire(["flushed"], 1, dead)
-    service.outbox.flush()  # the producer's outbox deletes: the relay has nothing to send
+    backend.outbox.flush()  # the producer's outbox deletes: the relay has nothing to send
     services.delete_prefix(backend.redis, redis_prefix)  # a flush: every key of ours gone
 
     report = backend.maintain()
@@ -359,7 +359,7 @@ def test_processes_noticing_one_flush_together_rebuild_it_once(
     try:
         backend.maintain()
         enqueue(service, 5, queue="together")
-        service.outbox.flush()  # the producer's outbox deletes: the relay has nothing to send
+        backend.outbox.flush()  # the producer's outbox deletes: the relay has nothing to send
         services.delete_prefix(backend.redis, redis_prefix)
         reports = []
         threads = [
@@ -416,7 +416,7 @@ def test_a_restarted_redis_that_reloaded_an_old_snapshot_is_rebuilt(
         plugins_modules=["tests.support.testkit"],
         outbox_grace=0.0,
     )
-    store = Store(create_engine(settings.database_url))
+    store = Store(create_engine(settings.database_url), outbox=True)
     private = RedisQueueBackend.from_settings(store, settings)
     svc = TaskService(Runtime.load(settings), store, private)
     try:
@@ -424,7 +424,7 @@ def test_a_restarted_redis_that_reloaded_an_old_snapshot_is_rebuilt(
         enqueue(svc, 2, queue="snap")
         private.redis.save()  # the snapshot holds the marker and two runs
         enqueue(svc, 1, queue="snap")  # written after it: lost with the restart
-        svc.outbox.flush()
+        private.outbox.flush()
         first_run_id = private.guard.server_run_id()
         private.redis.shutdown(nosave=True)
         proc.wait(10)

@@ -46,6 +46,7 @@ class _Renewing:
     """A queue backend whose renewals succeed (or raise ``error``)."""
 
     error: Exception | None = None
+    keeps_index = False  # leases in the store alone
 
     def renew(self, runs: Sequence[ClaimedRun], worker: WorkerIdentity) -> RenewReport:
         if self.error is not None:

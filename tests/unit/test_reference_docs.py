@@ -11,8 +11,9 @@ from pathlib import Path
 
 import click
 import pytest
+from scripts import refdocs as docs
 
-from taskrt import docs, hookspecs
+from taskrt import hookspecs
 from taskrt.cli import cli
 from taskrt.settings import Settings, load_settings
 
@@ -30,7 +31,7 @@ def _committed(name: str) -> str:
 def test_committed_reference_matches_code(name: str) -> None:
     filename, render = docs.DOCS[name]
     assert render() == _committed(name), (
-        f"docs/reference/{filename} is stale: run `make docs` (python -m taskrt.docs all)"
+        f"docs/reference/{filename} is stale: run `make docs` (python -m scripts.refdocs all)"
     )
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from taskrt.cli import cli
 from taskrt.exceptions import ConfigurationError
+from taskrt.runtime import Runtime
 from taskrt.settings import DEFAULT_DATABASE_URL, Settings, load_settings, mask_url
+from taskrt_plugins.auth_jwt import JwtSettings
 
 # The autouse fixture in tests/conftest.py removes every TASKRT_*, DATABASE_URL and REDIS_URL
 # variable first, so each test starts from the defaults.
@@ -328,3 +333,93 @@ def test_an_unsupported_database_url_names_the_setting_and_the_forms_taken(
     assert "unsupported database 'mysql'" in message
     assert "postgresql://" in message
     assert "sqlite:///" in message
+
+
+# --- settings sections of plugins -----------------------------------------------------------
+
+
+def _jwt(settings: Settings) -> JwtSettings:
+    return settings.section("jwt", JwtSettings)
+
+
+def test_a_plugin_section_reads_keywords_env_and_file_with_core_precedence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _toml(tmp_path, 'jwt_issuer = "file"\njwt_audience = "file"\njwt_role_claim = "f"\n')
+    monkeypatch.setenv("TASKRT_JWT_AUDIENCE", "env")
+    monkeypatch.setenv("TASKRT_JWT_ROLE_CLAIM", "env")
+
+    jwt = _jwt(load_settings(path, jwt_role_claim="keyword"))
+
+    assert jwt.issuer == "file"  # file beats default
+    assert jwt.audience == "env"  # env beats file
+    assert jwt.role_claim == "keyword"  # keyword beats env and file
+    assert jwt.max_lifetime is None
+
+
+def test_plugin_keys_do_not_change_the_core_settings(tmp_path: Path) -> None:
+    path = _toml(tmp_path, 'jwt_issuer = "file"\n')
+
+    assert load_settings(path, jwt_role_claim="sub").model_dump() == Settings().model_dump()
+    assert set(load_settings(path).masked()) == set(Settings.model_fields)
+
+
+def test_a_bad_plugin_value_names_the_variable_when_the_plugins_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TASKRT_JWT_MAX_LIFETIME", "0")
+    settings = load_settings()  # the core cannot check a plugin's settings before it loads
+
+    with pytest.raises(ConfigurationError) as excinfo:
+        Runtime.load(settings)
+
+    assert "jwt_max_lifetime (TASKRT_JWT_MAX_LIFETIME)" in str(excinfo.value)
+
+
+def test_a_typo_in_a_plugin_key_of_the_file_is_refused_by_name(tmp_path: Path) -> None:
+    path = _toml(tmp_path, 'jwt_secert = "x"\n')
+    settings = load_settings(path)
+
+    with pytest.raises(ConfigurationError) as excinfo:
+        Runtime.load(settings)
+
+    assert "jwt_secert" in str(excinfo.value)
+    assert "taskrt.toml" in str(excinfo.value)
+
+
+def test_a_key_no_loaded_plugin_takes_is_refused_by_name(tmp_path: Path) -> None:
+    path = _toml(tmp_path, 'acme_colour = "blue"\n')
+    settings = load_settings(path, plugins_load=["retry_strategies"])
+
+    with pytest.raises(ConfigurationError) as excinfo:
+        Runtime.load(settings)
+
+    assert "acme_colour" in str(excinfo.value)
+    assert "taskrt.toml" in str(excinfo.value)
+
+
+def test_plugin_sections_are_listed_with_secrets_masked() -> None:
+    settings = load_settings(jwt_secret="s" * 40, jwt_max_lifetime=60)
+    Runtime.load(settings)
+
+    masked = settings.masked_sections()
+
+    assert masked["jwt_secret"] == "***"
+    assert masked["jwt_max_lifetime"] == 60
+    assert masked["jwt_role_claim"] == "role"
+    assert "s" * 40 not in repr(masked)
+
+
+def test_config_show_lists_plugin_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKRT_DATABASE_URL", "sqlite:///:memory:")
+    monkeypatch.setenv("TASKRT_JWT_SECRET", "hunter2-hunter2-hunter2-hunter2-hunter2")
+    monkeypatch.setenv("TASKRT_JWT_ISSUER", "https://issuer.example")
+
+    result = CliRunner().invoke(cli, ["config", "show", "--json"])
+
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)["settings"]
+    assert shown["jwt_secret"] == "***"
+    assert shown["jwt_issuer"] == "https://issuer.example"
+    assert shown["worker_concurrency"] == Settings.model_fields["worker_concurrency"].default
+    assert "hunter2" not in result.output

@@ -2,7 +2,8 @@
 
 :func:`create_app` wires routes, middleware and error handlers around a runtime and a
 :class:`~taskrt.service.TaskService` that the caller built (tests build their own);
-:func:`create_app_from_settings` builds those from the environment and is the factory
+:func:`create_app_from_settings` builds those from the environment (through
+:class:`~taskrt.app.App`, the one wiring point) and is the factory
 ``taskrt api`` gives uvicorn (``uvicorn --factory taskrt.api.app:create_app_from_settings``).
 
 Middleware, outermost first: metrics (so every answer is counted and timed), request ids (so
@@ -128,15 +129,12 @@ def create_app(
 
 def create_app_from_settings() -> FastAPI:
     """The app on the settings of the environment (``TASKRT_*``, ``TASKRT_CONFIG``)."""
-    from taskrt.backends import open_queue_backend, open_store
+    from taskrt.app import App
     from taskrt.settings import load_settings
 
     settings = load_settings()
     # a uvicorn server process of `--workers N` starts with no logging set up
     logs.configure_logging(settings, "api")
     NoDelayH11Protocol.configure(settings)  # before this process accepts a connection
-    runtime = Runtime.load(settings)
-    store = open_store(settings)
-    backend = open_queue_backend(settings, store)
-    service = TaskService(runtime, store, backend)
-    return create_app(runtime, service, on_shutdown=service.close)
+    wired = App.open(settings)
+    return create_app(wired.runtime, wired.service, on_shutdown=wired.close)

@@ -3,7 +3,7 @@
 FastAPI writes every response model under ``application/json``; error answers are
 ``application/problem+json``, so :func:`build_openapi` moves them there. Each operation of
 ``/api/v1`` carries ``x-taskrt-role``, the least role that may call it, which the generated
-HTTP reference (``python -m taskrt.docs http``) turns into its roles table.
+HTTP reference (``python -m scripts.refdocs http``) turns into its roles table.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from taskrt.api.deps import AdminCaller, AuthFirstRoute, ReaderCaller, State
 from taskrt.api.errors import LocatedValidationError, locate
 from taskrt.api.openapi import NOT_FOUND, PROBLEMS, role_doc
 from taskrt.api.paging import Cursor, PageLimit, encode_cursor, schedule_cursor
-from taskrt.api.schemas import (
+from taskrt.api.schedule_schemas import (
     FireList,
     FireOut,
     FireTime,
@@ -28,8 +28,8 @@ from taskrt.api.schemas import (
     SchedulePage,
     SchedulePreview,
     ScheduleUpdate,
-    json_problems,
 )
+from taskrt.api.schemas import json_problems
 from taskrt.auth import Role
 from taskrt.exceptions import UnknownTaskError, ValidationError
 from taskrt.schedule_service import ScheduleService

@@ -8,7 +8,6 @@ request (``["body", "payload", ...]``, ``["body", "tasks", 3, "queue"]``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
@@ -40,7 +39,7 @@ from taskrt.api.schemas import (
     json_problems,
 )
 from taskrt.auth import Role
-from taskrt.exceptions import ValidationError
+from taskrt.exceptions import BatchValidationError, UnknownTaskError, ValidationError
 from taskrt.records import TaskStatus
 from taskrt.service import EnqueueSpec
 
@@ -148,22 +147,29 @@ def create_tasks(
             numbered.append((index, _spec(item, caller.request_id, ("body", "tasks", index))))
         except ValidationError as exc:
             problems += exc.errors
-    known = state.runtime.registry.task_types
-    if problems or any(spec.name not in known for _, spec in numbered):
-        # The service reports an unknown task name without its item's index, so a batch that
-        # has one (or that failed above) is checked item by item, without storing anything.
-        problems += _item_problems(state, numbered, known)
-        raise LocatedValidationError(
-            f"{len(problems)} problem(s) in the batch, nothing stored", problems
-        )
+    if problems:
+        # JSON no store could hold: the batch is refused here, and the service names what else
+        # is wrong with the other items (its locs count among those items only)
+        try:
+            state.service.prepare_many([spec for _, spec in numbered])
+        except BatchValidationError as exc:
+            problems += [
+                {**e, "loc": ["body", "tasks", numbered[e["loc"][0]][0], *e["loc"][1:]]}
+                for e in exc.errors
+            ]
+        raise _batch_refused(problems)
     specs = [spec for _, spec in numbered]
     try:
         results = state.service.enqueue_many(specs, actor=caller.actor)
     except ValidationError as exc:
         # the service numbers the items itself, except in a batch of one
-        raise (
+        located = (
             locate(exc, "body", "tasks", 0) if len(specs) == 1 else locate(exc, "body", "tasks")
-        ) from None
+        )
+        items = exc.items if isinstance(exc, BatchValidationError) else [(0, exc)]
+        if any(isinstance(error, UnknownTaskError) for _, error in items):
+            raise _batch_refused(located.errors) from None
+        raise located from None
     if not any(r.created for r in results):
         response.status_code = status.HTTP_200_OK
     return BatchOut(
@@ -173,20 +179,12 @@ def create_tasks(
     )
 
 
-def _item_problems(
-    state: ApiState, numbered: list[tuple[int, EnqueueSpec]], known: Mapping[str, Any]
-) -> list[dict[str, Any]]:
-    problems: list[dict[str, Any]] = []
-    for index, spec in numbered:
-        loc = ("body", "tasks", index)
-        if spec.name not in known:
-            problems.append({"loc": [*loc, "name"], "msg": f"unknown task {spec.name!r}"})
-            continue
-        try:
-            state.service.prepare(spec, loc=loc)
-        except ValidationError as exc:
-            problems += exc.errors
-    return problems
+def _batch_refused(problems: list[dict[str, Any]]) -> LocatedValidationError:
+    """The answer to a batch with unstorable JSON or an unknown task name: every problem,
+    counted (a shorter message than the service's, which lists them in its text too)."""
+    return LocatedValidationError(
+        f"{len(problems)} problem(s) in the batch, nothing stored", problems
+    )
 
 
 @router.get(

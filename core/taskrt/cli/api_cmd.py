@@ -55,18 +55,17 @@ def api_command(host: str, port: int, workers: int, log_format: str | None) -> N
 
     from taskrt.api.security import AuthChain
     from taskrt.api.server import NoDelayH11Protocol
-    from taskrt.backends import open_store
 
     state = get_state()
     settings = state.settings
     chosen_format = start_logging(settings, "api", log_format)
-    # Fail here, with a readable message, rather than inside every server process.
-    store = open_store(settings)
+    # Fail here, with a readable message, rather than inside every server process (each of
+    # them wires its own App; this one is closed before they start).
+    wired = state.app  # prepares the schema
     try:
-        state.prepare_database(store.engine)
-        AuthChain.from_settings(settings, state.runtime.registry, store)
+        AuthChain.from_settings(settings, wired.runtime.registry, wired.store)
     finally:
-        store.dispose()
+        wired.close()
     # the server processes build their settings from the environment
     if state.config_file:
         os.environ[CONFIG_ENV_VAR] = os.path.abspath(state.config_file)

@@ -19,8 +19,10 @@ def show_command(as_json: bool) -> None:
     """Show the effective settings, secrets masked, and which backends are in use."""
     from taskrt.backends import describe_backend
 
-    settings = get_state().settings
-    data = settings.masked()
+    state = get_state()
+    settings = state.settings
+    state.runtime  # noqa: B018 - loading the plugins checks the settings sections they own
+    data = {**settings.masked(), **settings.masked_sections()}
     backend = describe_backend(settings)
     if as_json:
         print_json({"settings": data, "backend": backend})

@@ -60,7 +60,7 @@ def demo_command(count: int, concurrency: int, seed: int) -> None:
 
     from taskrt.backends import describe_backend
     from taskrt.db import migrate
-    from taskrt.worker import Worker, WorkerOptions
+    from taskrt.worker import WorkerOptions
 
     state = get_state()
     registry = state.runtime.registry
@@ -77,11 +77,8 @@ def demo_command(count: int, concurrency: int, seed: int) -> None:
     backend = describe_backend(settings)
     click.echo(f"store: {backend['store']}, queues: {backend['queue']}")
 
-    worker = Worker(
-        state.runtime,
-        service.store,
-        service.backend,
-        WorkerOptions(queues=["default"], concurrency=concurrency, name="demo", shutdown_grace=5),
+    worker = state.app.worker(
+        WorkerOptions(queues=["default"], concurrency=concurrency, name="demo", shutdown_grace=5)
     )
     thread = threading.Thread(target=worker.run, name="taskrt-demo-worker", daemon=True)
     thread.start()

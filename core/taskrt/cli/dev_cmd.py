@@ -34,7 +34,6 @@ from taskrt.exceptions import ConfigurationError
 if TYPE_CHECKING:
     import uvicorn
 
-    from taskrt.service import TaskService
     from taskrt.store import ApiKeyRecord
 
 log = logging.getLogger("taskrt.dev")
@@ -83,19 +82,19 @@ def dev_command(
     settings = state.settings
     names, weights = parse_queues(queues)  # a bad --queues fails before anything starts
     refuse_multiprocess_dir("dev")
-    service = state.service  # creates the embedded schema on first use, or checks a server's
+    wired = state.app  # creates the embedded schema on first use, or checks a server's
     # configured only now: the migration's own INFO lines are noise here
     start_logging(settings, "dev", log_format)
-    app = _build_app(state)
+    http_app = _build_app(state)
     sock = _bind(host, port)
     key = _session_key(state)
     try:
-        code = _run(state, app, sock, key, names, weights, concurrency)
+        code = _run(state, http_app, sock, key, names, weights, concurrency)
     finally:
         sock.close()
         if key is not None:
             _revoke(state, key[0])
-        service.close()
+        wired.close()
     raise SystemExit(code)
 
 
@@ -242,10 +241,9 @@ def _api_part(server: uvicorn.Server, sock: socket.socket) -> _Part:
 
 
 def _scheduler_part(state: CliState) -> _Part:
-    from taskrt.schedule_service import ScheduleService
     from taskrt.scheduler.runner import Scheduler
 
-    scheduler = Scheduler(ScheduleService(state.service), tick=state.settings.scheduler_tick)
+    scheduler = Scheduler(state.schedules, tick=state.settings.scheduler_tick)
     thread = threading.Thread(target=scheduler.run, name="taskrt-dev-scheduler", daemon=True)
     return _Part("scheduler", thread, scheduler.request_stop, 10.0)
 
@@ -254,10 +252,9 @@ def _worker_part(
     state: CliState, queues: list[str], weights: dict[str, int] | None, concurrency: int | None
 ) -> _Part:
     from taskrt import metrics
-    from taskrt.worker import Worker, WorkerOptions
+    from taskrt.worker import WorkerOptions
 
     settings = state.settings
-    service: TaskService = state.service
     options = WorkerOptions(
         queues=queues,
         weights=weights,
@@ -266,7 +263,7 @@ def _worker_part(
         lease_ttl=settings.lease_ttl,
         shutdown_grace=settings.shutdown_grace,
     )
-    worker = Worker(state.runtime, service.store, service.backend, options)
+    worker = state.app.worker(options)
     metrics.watch_worker(worker)
     thread = threading.Thread(target=worker.run, name="taskrt-dev-worker", daemon=True)
     return _Part("worker", thread, worker.request_stop, settings.shutdown_grace + 15.0)

@@ -13,9 +13,10 @@ import click
 
 from taskrt.cli.output import print_json
 from taskrt.cli.state import get_state
-from taskrt.exceptions import ValidationError
+from taskrt.exceptions import BatchValidationError, ValidationError
+from taskrt.limits import SERVICE_BATCH_MAX
 from taskrt.records import Actor
-from taskrt.service import MAX_BATCH, EnqueueResult, EnqueueSpec, TaskService
+from taskrt.service import EnqueueResult, EnqueueSpec, TaskService
 
 # fields a line may hold, with the JSON types each accepts (run_at is parsed from a string)
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -91,11 +92,11 @@ def _store(
     try:
         results = service.enqueue_many([spec for _, spec in batch], actor=actor)
     except ValidationError as exc:
-        for line, spec in batch:  # only on failure: find the line to blame
-            try:
-                service.prepare(spec)
-            except ValidationError as problem:
-                raise _stopped(f"line {line}: {problem}", batch[0][0], loaded) from None
+        # the service says which item it refused, with that item's own error: blame its line
+        items = exc.items if isinstance(exc, BatchValidationError) else [(0, exc)]
+        if len(batch) == 1 or isinstance(exc, BatchValidationError):
+            index, problem = items[0]
+            raise _stopped(f"line {batch[index][0]}: {problem}", batch[0][0], loaded) from None
         raise _stopped(str(exc), batch[0][0], loaded) from None
     loaded.results.extend((line, result) for (line, _), result in zip(batch, results, strict=True))
 
@@ -113,7 +114,7 @@ def _stopped(reason: str, first_unstored: int, loaded: Loaded) -> ValidationErro
 @click.argument("file", type=click.File("rb"))
 @click.option(
     "--batch-size",
-    type=click.IntRange(1, MAX_BATCH),
+    type=click.IntRange(1, SERVICE_BATCH_MAX),
     default=500,
     show_default=True,
     help="Lines stored per transaction.",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import uuid
-from functools import cache
 
 import click
 
@@ -23,9 +22,8 @@ from taskrt.records import ScheduleRecord
 from taskrt.schedule_service import ScheduleService
 
 
-@cache
 def _service() -> ScheduleService:
-    return ScheduleService(get_state().service)
+    return get_state().schedules
 
 
 def parse_schedule_id(text: str) -> uuid.UUID:

@@ -1,5 +1,5 @@
 """What CLI commands share: the config path and, built on first use, settings, the runtime and
-the service layer."""
+the wired :class:`~taskrt.app.App` (store, queue backend, services)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from taskrt.settings import Settings, load_settings
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from taskrt.app import App
     from taskrt.records import Actor
     from taskrt.runtime import Runtime
+    from taskrt.schedule_service import ScheduleService
     from taskrt.service import TaskService
 
 
@@ -37,14 +39,21 @@ class CliState:
         return Runtime.load(self.settings)
 
     @cached_property
-    def service(self) -> TaskService:
-        """The service layer over the configured store and queue backend."""
-        from taskrt.backends import open_queue_backend, open_store
-        from taskrt.service import TaskService
+    def app(self) -> App:
+        """The store, queue backend and services, wired once (the schema is prepared first)."""
+        from taskrt.app import App
 
-        store = open_store(self.settings)
-        self.prepare_database(store.engine)
-        return TaskService(self.runtime, store, open_queue_backend(self.settings, store))
+        return App.open(self.settings, runtime=self.runtime, prepare=self.prepare_database)
+
+    @property
+    def service(self) -> TaskService:
+        """The task service over the configured store and queue backend."""
+        return self.app.service
+
+    @property
+    def schedules(self) -> ScheduleService:
+        """The schedule service over :attr:`service`."""
+        return self.app.schedules
 
     def prepare_database(self, engine: Engine) -> None:
         """Create the embedded SQLite schema on first use; on a server, check it (one-line

@@ -50,7 +50,7 @@ def worker_command(
 ) -> None:
     """Fetch and run tasks until SIGTERM or Ctrl-C (a second one exits at once)."""
     from taskrt import logs, metrics
-    from taskrt.worker import Worker, WorkerOptions, parse_queues
+    from taskrt.worker import WorkerOptions, parse_queues
 
     state = get_state()
     settings = state.settings
@@ -66,18 +66,18 @@ def worker_command(
         shutdown_grace=settings.shutdown_grace if shutdown_grace is None else shutdown_grace,
         prefetch=settings.worker_prefetch if prefetch is None else prefetch,
     )
-    service = state.service
-    worker = Worker(state.runtime, service.store, service.backend, options)
+    wired = state.app
+    worker = wired.worker(options)
     logs.set_process_field("worker_id", worker.id)
     metrics.watch_worker(worker)
     if settings.metrics_queue_depth:
-        metrics.watch_queues(service.queues)
+        metrics.watch_queues(wired.service.queues)
     stop_metrics = start_metrics(settings, metrics_port)
     worker.install_signal_handlers()
     code = worker.run()
     if stop_metrics is not None:
         stop_metrics()
-    service.backend.close()
+    wired.backend.close()
     # everything is handed back and closed: exit without the interpreter walking the whole
     # heap (a final collection of about 0.2 s that would eat into the shutdown deadline)
     gc.freeze()

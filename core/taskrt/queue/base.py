@@ -1,4 +1,4 @@
-"""The queue-backend interface and the small records that cross it.
+"""The queue-backend interface (the records that cross it live in :mod:`taskrt.records`).
 
 The worker, the service layer and the maintenance loop talk to a :class:`QueueBackend` only;
 none of them knows whether the queues live in Redis or in the database. PostgreSQL (or SQLite)
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from taskrt.records import (
@@ -23,6 +24,27 @@ from taskrt.records import (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Leased:
+    """Runs a backend leased for a worker in stage one of a fetch and not yet claimed.
+
+    ``entries`` are (queue, entry as the queue holds it) in fetch order; an entry of a Redis
+    queue may be garbage, so it stays raw until the claim parses it. A backend that claims in
+    the store at once (SQL) carries the runs it claimed in ``claimed``.
+    """
+
+    token: str
+    entries: list[tuple[str, bytes]]
+    claimed: list[ClaimedRun] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def queues(self) -> list[str]:
+        """The queue of each leased entry, in fetch order."""
+        return [queue for queue, _raw in self.entries]
+
+
 class QueueBackend(Protocol):
     """The operations the worker, the service layer and maintenance need from a queue.
 
@@ -31,26 +53,29 @@ class QueueBackend(Protocol):
     """
 
     name: str
-    needs_outbox: bool
-    """True when enqueue must write outbox rows (the queue lives outside the database)."""
+    keeps_index: bool
+    """True when the queues live outside the store, in an index that holds its own copy of
+    the leases (Redis). Then a worker fetches in two stages (:meth:`lease`, then
+    :meth:`claim` beside the next lease) and renews the index's leases on their own schedule
+    (:meth:`renew_index`); otherwise it calls :meth:`acquire` and :meth:`renew` alone."""
 
     # --- producers ------------------------------------------------------------------------
     def dispatch(self, entries: Sequence[DispatchEntry]) -> None:
-        """Place committed queued runs in their queues (idempotent)."""
+        """Place committed queued runs in their queues (idempotent). A backend whose queues
+        live outside the store also clears the runs' outbox rows once they are placed (the
+        outbox is its own concern: the store writes the rows, the backend's relay and this
+        method retire them)."""
         ...
 
     def withdraw(self, entries: Sequence[DispatchEntry]) -> None:
         """Remove cancelled runs from their queues (best effort; claims are fenced anyway)."""
         ...
 
-    def dead_lettered(self, queue: str, task_ids: Sequence[uuid.UUID]) -> None:
-        """Record tasks that went to the dead-letter queue outside a worker."""
-        ...
-
     def replayed(
         self, queue: str, task_ids: Sequence[uuid.UUID], entries: Sequence[DispatchEntry]
     ) -> None:
-        """Take replayed tasks out of the dead-letter queue and dispatch their new runs."""
+        """Take replayed tasks out of the dead-letter queue and dispatch their new runs (their
+        outbox rows cleared as in :meth:`dispatch`)."""
         ...
 
     # --- workers --------------------------------------------------------------------------
@@ -58,6 +83,27 @@ class QueueBackend(Protocol):
         self, queues: Sequence[str], limit: int, worker: WorkerIdentity
     ) -> list[ClaimedRun]:
         """Fetch and claim up to ``limit`` runs, trying ``queues`` in the order given."""
+        ...
+
+    def lease(self, queues: Sequence[str], limit: int, worker: WorkerIdentity) -> Leased:
+        """Stage one of a two-stage fetch: lease up to ``limit`` runs, trying ``queues`` in
+        order, without claiming them in the store yet."""
+        ...
+
+    def claim(self, leased: Leased, worker: WorkerIdentity) -> list[ClaimedRun]:
+        """Stage two: claim what :meth:`lease` leased (fenced on status ``queued``); what
+        cannot be claimed is released. If the store is away, the leased runs go back to
+        their queues and the error is raised."""
+        ...
+
+    def unlease(self, leased: Leased, worker: WorkerIdentity) -> int:
+        """Put leased runs that were never started back at the head of their queues, nothing
+        spent; returns how many went back."""
+        ...
+
+    def prepare_wait(self, queues: Sequence[str]) -> None:
+        """Start listening for wake-ups on ``queues`` (before the first fetch, so no wake-up
+        sent between a fetch and a wait is missed)."""
         ...
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
@@ -70,6 +116,12 @@ class QueueBackend(Protocol):
 
     def renew(self, runs: Sequence[ClaimedRun], worker: WorkerIdentity) -> RenewReport:
         """Extend the leases of ``runs``; report lost leases and cancellation requests."""
+        ...
+
+    def renew_index(self, runs: Sequence[ClaimedRun], worker: WorkerIdentity) -> list[uuid.UUID]:
+        """The index's half of :meth:`renew` (see :attr:`keeps_index`), for a worker that
+        renews in the store on its own schedule: extend the index's leases of ``runs``.
+        Returns the runs whose index lease another worker holds (nothing without an index)."""
         ...
 
     def finish(self, finishes: Sequence[RunFinish], worker: WorkerIdentity) -> FinishReport:
@@ -102,5 +154,5 @@ class QueueBackend(Protocol):
         ...
 
     def close(self) -> None:
-        """Release connections."""
+        """Release connections (and finish clearing outbox rows still pending)."""
         ...

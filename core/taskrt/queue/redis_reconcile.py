@@ -10,41 +10,34 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from taskrt.ids import parse_uuid
+from taskrt.queue.redis_index import RedisIndex, text
 from taskrt.records import DispatchEntry, MaintenanceReport
 from taskrt.store.tasks import dispatch_entry
-
-if TYPE_CHECKING:
-    from taskrt.queue.redis_backend import RedisQueueBackend
 
 log = logging.getLogger("taskrt.queue.reconcile")
 PAGE = 10_000
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
-def all_queues(backend: RedisQueueBackend) -> tuple[list[str], set[str]]:
+def all_queues(index: RedisIndex) -> tuple[list[str], set[str]]:
     """Every queue known to Redis or to the store, and the paused ones."""
-    store = backend.store
+    store = index.store
     paused = store.paused_queues()
-    queues = set(backend.known_queues()) | set(store.queued_queue_names()) | paused
+    queues = set(index.known_queues()) | set(store.queued_queue_names()) | paused
     queues |= set(store.failed_queue_names())
     return sorted(queues), paused
 
 
-def reconcile_all(backend: RedisQueueBackend, report: MaintenanceReport) -> None:
+def reconcile_all(index: RedisIndex, report: MaintenanceReport) -> None:
     """Reconcile every queue known to Redis or to the store."""
-    queues, paused = all_queues(backend)
+    queues, paused = all_queues(index)
     for queue in queues:
-        reconcile_queue(backend, queue, paused=queue in paused, report=report)
+        reconcile_queue(index, queue, paused=queue in paused, report=report)
 
 
 def reconcile_queue(
-    backend: RedisQueueBackend,
+    index: RedisIndex,
     queue: str,
     *,
     paused: bool,
@@ -61,11 +54,11 @@ def reconcile_queue(
     Runs enqueued before ``settled_before`` (database clock; by default now less the outbox
     grace and a second) count as settled: their producer's dispatch is over.
     """
-    store, client, k = backend.store, backend.redis, backend.keys.queue(queue)
+    store, client, k = index.store, index.redis, index.keys.queue(queue)
     if settled_before is None:
         # the database clock, read before Redis's counts: every run enqueued before this
         # minus the grace had its dispatch done before the counts were taken
-        settled_before = store.clock() - timedelta(seconds=backend.settings.outbox_grace + 1.0)
+        settled_before = store.clock() - timedelta(seconds=index.settings.outbox_grace + 1.0)
     pipe = client.pipeline(transaction=True)
     pipe.llen(k.ready)
     pipe.zcard(k.delayed)
@@ -73,40 +66,40 @@ def reconcile_queue(
     pipe.llen(k.dlq)
     pipe.exists(k.paused)
     ready, delayed, inflight, dlq, is_paused = pipe.execute()
-    client.sadd(backend.keys.queues, queue)
+    client.sadd(index.keys.queues, queue)
     if paused != bool(is_paused):
         if paused:
             client.set(k.paused, "1")
         else:
-            backend.resume(queue)
+            index.wake(queue)
     counts = store.reconcile_counts(queue, settled_before)
     # runs a worker fetched but has not claimed yet are still queued in the store; they are
     # few (bounded by the workers' slots), so look them up rather than miscount
     fetched_unclaimed = 0
     if inflight:
         members: list[bytes] = client.zrange(k.inflight, 0, -1)  # type: ignore[assignment]
-        leased = [rid for x in members if (rid := parse_uuid(_text(x)))]
+        leased = [rid for x in members if (rid := parse_uuid(text(x)))]
         fetched_unclaimed = sum(
             1 for state in store.run_states(leased).values() if state.status == "queued"
         )
     if full or counts.queued_settled > ready + delayed + fetched_unclaimed:
-        _restore_missing(backend, queue, settled_before, report)
+        _restore_missing(index, queue, settled_before, report)
     if ready + delayed > counts.queued:
-        _remove_stale(backend, queue, report)
+        _remove_stale(index, queue, report)
     if full or counts.failed_settled > dlq or dlq > counts.failed:
-        _rebuild_dead_letters(backend, queue, settled_before, report)
+        _rebuild_dead_letters(index, queue, settled_before, report)
 
 
 def _restore_missing(
-    backend: RedisQueueBackend, queue: str, settled_before: datetime, report: MaintenanceReport
+    index: RedisIndex, queue: str, settled_before: datetime, report: MaintenanceReport
 ) -> None:
     """Dispatch queued runs (older than ``settled_before``) that Redis does not hold."""
-    store, client, k = backend.store, backend.redis, backend.keys.queue(queue)
+    store, client, k = index.store, index.redis, index.keys.queue(queue)
     pipe = client.pipeline(transaction=True)
     pipe.lrange(k.ready, 0, -1)
     pipe.zrange(k.delayed, 0, -1)
     pipe.zrange(k.inflight, 0, -1)
-    present = {_text(x) for part in pipe.execute() for x in part}
+    present = {text(x) for part in pipe.execute() for x in part}
     missing: list[DispatchEntry] = []
     after = None
     while True:
@@ -125,15 +118,15 @@ def _restore_missing(
             queue,
             len(missing),
         )
-        backend.dispatch(missing)
+        index.place(missing)
         # dispatched: the relay must not dispatch them a second time
         store.delete_outbox([entry.run_id for entry in missing])
         report.reconciled_missing += len(missing)
 
 
-def _remove_stale(backend: RedisQueueBackend, queue: str, report: MaintenanceReport) -> None:
+def _remove_stale(index: RedisIndex, queue: str, report: MaintenanceReport) -> None:
     """Remove ready and delayed entries of unknown or no-longer-queued runs (and garbage)."""
-    store, client, k = backend.store, backend.redis, backend.keys.queue(queue)
+    store, client, k = index.store, index.redis, index.keys.queue(queue)
     pipe = client.pipeline(transaction=True)
     pipe.lrange(k.ready, 0, -1)
     pipe.zrange(k.delayed, 0, -1)
@@ -143,7 +136,7 @@ def _remove_stale(backend: RedisQueueBackend, queue: str, report: MaintenanceRep
     stale: list[bytes] = []
     for start in range(0, len(listed), 1000):
         chunk = listed[start : start + 1000]
-        id_of = {entry: parse_uuid(_text(entry)) for entry in chunk}
+        id_of = {entry: parse_uuid(text(entry)) for entry in chunk}
         states = store.run_states([rid for rid in id_of.values() if rid is not None])
         for entry in chunk:
             rid = id_of[entry]
@@ -169,11 +162,11 @@ def _remove_stale(backend: RedisQueueBackend, queue: str, report: MaintenanceRep
 
 
 def _rebuild_dead_letters(
-    backend: RedisQueueBackend, queue: str, settled_before: datetime, report: MaintenanceReport
+    index: RedisIndex, queue: str, settled_before: datetime, report: MaintenanceReport
 ) -> None:
     """Make the dead-letter list hold exactly the queue's failed tasks."""
-    store, client, k = backend.store, backend.redis, backend.keys.queue(queue)
-    in_list = {_text(x) for x in client.lrange(k.dlq, 0, -1)}
+    store, client, k = index.store, index.redis, index.keys.queue(queue)
+    in_list = {text(x) for x in client.lrange(k.dlq, 0, -1)}
     failed: set[str] = set()
     after = None
     while True:

@@ -22,15 +22,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import redis
 
 from taskrt import metrics
+from taskrt.queue.redis_index import CHUNK, RedisIndex, lease_value
+from taskrt.queue.redis_reconcile import all_queues, reconcile_queue
 from taskrt.records import MaintenanceReport
-
-if TYPE_CHECKING:
-    from taskrt.queue.redis_backend import RedisQueueBackend
 
 log = logging.getLogger("taskrt.queue.recovery")
 
@@ -45,21 +43,21 @@ def _text(value: bytes | str | None) -> str | None:
 class IndexGuard:
     """Checks the marker and the server's run id; rebuilds the queues when either says so."""
 
-    def __init__(self, backend: RedisQueueBackend) -> None:
-        self.backend = backend
+    def __init__(self, index: RedisIndex) -> None:
+        self.index = index
 
     def server_run_id(self) -> str:
         """The Redis server's ``run_id``: a new one each time the server starts."""
         try:
-            return str(self.backend.redis.info("server").get("run_id", ""))
+            return str(self.index.redis.info("server").get("run_id", ""))
         except redis.ResponseError:
             return ""
 
     def loss(self) -> tuple[str, str] | None:
         """(reason, run id) if the queues may have lost entries, else None. The reason is
         ``missing`` (no marker) or ``restarted`` (a marker from another server run)."""
-        pipe = self.backend.redis.pipeline(transaction=False)
-        pipe.get(self.backend.keys.index_marker)
+        pipe = self.index.redis.pipeline(transaction=False)
+        pipe.get(self.index.keys.index_marker)
         pipe.info("server")
         marker, info = pipe.execute(raise_on_error=False)
         if isinstance(marker, Exception):
@@ -77,11 +75,11 @@ class IndexGuard:
         if found is None:
             return False
         reason, run_id = found
-        backend = self.backend
-        backend.forget_registered_queues()
-        client, keys = backend.redis, backend.keys
+        index = self.index
+        index.forget_registered_queues()
+        client, keys = index.redis, index.keys
         lock = keys.lock("rebuild")
-        if not client.set(lock, backend.instance, nx=True, px=LOCK_TTL_MS):
+        if not client.set(lock, index.instance, nx=True, px=LOCK_TTL_MS):
             return False  # another process is rebuilding
         try:
             if _text(client.get(keys.index_marker)) == run_id:
@@ -91,7 +89,7 @@ class IndexGuard:
             client.set(keys.index_marker, run_id, px=LOCK_TTL_MS)
             started = time.monotonic()
             try:
-                rebuild(backend, report, keep_alive=self._keep_alive)
+                rebuild(index, report, keep_alive=self._keep_alive)
             except Exception:
                 # the store or Redis failed half way: let the next pass start over at once
                 with contextlib.suppress(redis.RedisError):
@@ -101,7 +99,7 @@ class IndexGuard:
             # rebuild must leave the marker missing, so that the next check rebuilds again
             client.set(keys.index_marker, run_id, xx=True)
         finally:
-            backend.scripts.unlock(keys=[lock], args=[backend.instance])
+            index.scripts.unlock(keys=[lock], args=[index.instance])
         report.rebuilt = 1
         metrics.redis_rebuilt(reason)
         level = (
@@ -122,47 +120,43 @@ class IndexGuard:
         return True
 
     def _keep_alive(self) -> None:
-        keys = self.backend.keys
-        pipe = self.backend.redis.pipeline(transaction=False)
+        keys = self.index.keys
+        pipe = self.index.redis.pipeline(transaction=False)
         pipe.pexpire(keys.lock("rebuild"), LOCK_TTL_MS)
         pipe.pexpire(keys.index_marker, LOCK_TTL_MS)
         pipe.execute()
 
 
 def rebuild(
-    backend: RedisQueueBackend,
+    index: RedisIndex,
     report: MaintenanceReport,
     *,
     keep_alive: Callable[[], None] | None = None,
 ) -> None:
     """Reconcile every queue in full against the store and write back the leases of running
     runs. Every run committed before the rebuild started counts: Redis holds none of them."""
-    from taskrt.queue.redis_reconcile import all_queues, reconcile_queue
-
-    store = backend.store
+    store = index.store
     settled_before = store.clock()
-    queues, paused = all_queues(backend)
+    queues, paused = all_queues(index)
     for queue in queues:
         reconcile_queue(
-            backend,
+            index,
             queue,
             paused=queue in paused,
             report=report,
             settled_before=settled_before,
             full=True,
         )
-        report.leases_restored += restore_leases(backend, queue)
+        report.leases_restored += restore_leases(index, queue)
         if keep_alive is not None:
             keep_alive()
 
 
-def restore_leases(backend: RedisQueueBackend, queue: str) -> int:
+def restore_leases(index: RedisIndex, queue: str) -> int:
     """Write back the leases of ``queue``'s running runs that Redis no longer holds, each
     for the time it has left by the database clock; returns how many were written."""
-    from taskrt.queue.redis_backend import CHUNK, lease_value
-
-    held = backend.store.held_leases(queue)
-    k = backend.keys.queue(queue)
+    held = index.store.held_leases(queue)
+    k = index.keys.queue(queue)
     written = 0
     for start in range(0, len(held), CHUNK):
         args: list[str | int] = []
@@ -174,5 +168,5 @@ def restore_leases(backend: RedisQueueBackend, queue: str) -> int:
                     lease.remaining_ms,
                 )
             )
-        written += int(backend.scripts.adopt(keys=[k.inflight, k.leases], args=args))
+        written += int(index.scripts.adopt(keys=[k.inflight, k.leases], args=args))
     return written

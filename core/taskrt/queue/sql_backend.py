@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
+from taskrt.queue.base import Leased
 from taskrt.records import (
     ClaimedRun,
     DispatchEntry,
@@ -88,7 +89,7 @@ class _PgListener:
 class SqlQueueBackend:
     """Queues in the database itself."""
 
-    needs_outbox = False
+    keeps_index = False
 
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
@@ -135,9 +136,6 @@ class SqlQueueBackend:
     def withdraw(self, entries: Sequence[DispatchEntry]) -> None:
         """Nothing to remove: the cancelled run row is no longer ``queued``."""
 
-    def dead_lettered(self, queue: str, task_ids: Sequence[uuid.UUID]) -> None:
-        """Nothing to record: a failed task is in the dead-letter queue by its status."""
-
     def replayed(
         self, queue: str, task_ids: Sequence[uuid.UUID], entries: Sequence[DispatchEntry]
     ) -> None:
@@ -159,6 +157,26 @@ class SqlQueueBackend:
         )
         self._next_due = None if runs else self.store.seconds_until_due(queues)
         return runs
+
+    def lease(self, queues: Sequence[str], limit: int, worker: WorkerIdentity) -> Leased:
+        """The two-stage fetch done in one: the claim is the lease, so stage one claims (as
+        :meth:`acquire`) and carries the claimed runs to :meth:`claim`. Workers on this
+        backend call :meth:`acquire` instead (:attr:`keeps_index` is false)."""
+        runs = self.acquire(queues, limit, worker)
+        token = runs[0].lease_token if runs else ""
+        return Leased(
+            token=token,
+            entries=[(r.queue, str(r.run_id).encode()) for r in runs],
+            claimed=runs,
+        )
+
+    def claim(self, leased: Leased, worker: WorkerIdentity) -> list[ClaimedRun]:
+        """The runs :meth:`lease` claimed already."""
+        return list(leased.claimed)
+
+    def unlease(self, leased: Leased, worker: WorkerIdentity) -> int:
+        """Hand the claimed runs back (nothing spent), as :meth:`hand_back` does."""
+        return self.hand_back(leased.claimed, worker)
 
     def prepare_wait(self, queues: Sequence[str]) -> None:
         """Start listening for wake-ups before the first fetch."""
@@ -195,9 +213,13 @@ class SqlQueueBackend:
             cancel_requested=sorted(cancel),
         )
 
+    def renew_index(self, runs: Sequence[ClaimedRun], worker: WorkerIdentity) -> list[uuid.UUID]:
+        """No index: the leases live in the store alone, renewed by :meth:`renew`."""
+        return []
+
     def finish(self, finishes: Sequence[RunFinish], worker: WorkerIdentity) -> FinishReport:
         """Write outcomes (fenced); retries are queued rows at once."""
-        report = self.store.finish_runs(finishes, with_outbox=False)
+        report = self.store.finish_runs(finishes)
         if report.retries:
             self._notify([e.queue for e in report.retries])
         return report
@@ -235,9 +257,7 @@ class SqlQueueBackend:
         report = MaintenanceReport()
         expired = self.store.expired_running()
         if expired:
-            lost = self.store.mark_lost(
-                expired, poison_budget=self.settings.poison_budget, with_outbox=False
-            )
+            lost = self.store.mark_lost(expired, poison_budget=self.settings.poison_budget)
             report.reaped_lost = len(lost)
             report.lost.extend(lost)
             self._notify([item.queue for item in lost if item.next_run is not None])

@@ -259,6 +259,20 @@ class ScheduleRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduleFire:
+    """A slot of a schedule fired and created a task, as ``on_schedule_fired`` observers see it."""
+
+    schedule_id: uuid.UUID
+    fire_at: datetime
+    """The slot's due time (UTC)."""
+    task_id: uuid.UUID
+    task_name: str
+    queue: str
+    lag: float
+    """Seconds from the slot's due time to the fire (database clock)."""
+
+
+@dataclass(frozen=True, slots=True)
 class FireRecord:
     """One fired slot of a schedule and the task it created."""
 

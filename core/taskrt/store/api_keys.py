@@ -55,13 +55,6 @@ class ApiKeyRecord:
         }
 
 
-# (the column list comes from the schema in taskrt.db.models, never from input)
-_BY_PREFIX_PG = (
-    f"SELECT {', '.join(c.name for c in API_KEYS.c)} FROM api_keys "  # noqa: S608
-    "WHERE prefix = %(prefix)s"
-)
-
-
 def _record(row: Mapping[Any, Any]) -> ApiKeyRecord:
     return ApiKeyRecord(
         id=row["id"],
@@ -124,16 +117,9 @@ class ApiKeyStore(StoreBase):
 
     def api_key_by_prefix(self, prefix: str) -> ApiKeyRecord | None:
         """The key whose prefix is ``prefix`` (revoked or not), or None. Read on every request
-        an API key authenticates, so PostgreSQL reads it through psycopg directly."""
-        if self.is_postgresql:
-            rows = self.raw_rows(_BY_PREFIX_PG, {"prefix": prefix})
-            return _record(rows[0]) if rows else None
-        with self.connection() as conn:
-            row = (
-                conn.execute(sa.select(API_KEYS).where(API_KEYS.c.prefix == prefix))
-                .mappings()
-                .first()
-            )
+        an API key authenticates, so PostgreSQL reads it through psycopg directly
+        (:class:`taskrt.store.dialects.postgresql.PsycopgReads`)."""
+        row = self.sql.reads.api_key(prefix)
         return None if row is None else _record(row)
 
     def list_api_keys(self, *, include_revoked: bool = True) -> list[ApiKeyRecord]:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from taskrt.db.types import db_now_plus
 from taskrt.records import DispatchEntry
 from taskrt.store.base import OUTBOX, RUNS, StoreBase
-from taskrt.store.tasks import dispatch_entry
+from taskrt.store.mappers import dispatch_entry
 
 
 class OutboxStore(StoreBase):
@@ -25,8 +25,7 @@ class OutboxStore(StoreBase):
         if not run_ids:
             return
         with self.transaction() as conn:
-            if self.is_postgresql:
-                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            self.sql.relax_commit(conn)
             conn.execute(sa.delete(OUTBOX).where(OUTBOX.c.run_id.in_(list(run_ids))))
 
     def relay_outbox(
@@ -47,8 +46,7 @@ class OutboxStore(StoreBase):
             .order_by(OUTBOX.c.run_id)
             .limit(limit)
         )
-        if self.is_postgresql:
-            stmt = stmt.with_for_update(of=OUTBOX, skip_locked=True)
+        stmt = self.sql.skip_locked(stmt, of=OUTBOX)
         with self.transaction() as conn:
             rows = conn.execute(stmt).all()
             if not rows:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from taskrt.db.types import db_now
 from taskrt.records import Actor
@@ -16,8 +15,7 @@ class QueueStateStore(StoreBase):
 
     def set_paused(self, queue: str, paused: bool, *, actor: Actor | None = None) -> None:
         """Record that ``queue`` is paused (or not), with an audit row."""
-        insert = postgresql.insert if self.is_postgresql else sqlite.insert
-        stmt = insert(QUEUES).values(name=queue, paused=paused)
+        stmt = self.sql.upsert(QUEUES).values(name=queue, paused=paused)
         stmt = stmt.on_conflict_do_update(
             index_elements=["name"], set_={"paused": paused, "updated_at": db_now()}
         )

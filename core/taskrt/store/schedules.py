@@ -8,14 +8,14 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 
 from taskrt.db.types import UTCDateTime, db_now
 from taskrt.exceptions import NotFoundError
 from taskrt.records import Actor, FireRecord, ScheduleRecord, TaskInsert
 from taskrt.store.audit import write_audit
 from taskrt.store.base import FIRES, SCHEDULES, TASKS, StoreBase
+from taskrt.store.mappers import schedule_from_row
 
 _SCHEDULE_COLUMNS = (
     SCHEDULES,
@@ -32,31 +32,6 @@ _SCHEDULE_COLUMNS = (
 
 def _schedule_select() -> sa.Select[Any]:
     return sa.select(*_SCHEDULE_COLUMNS).join(TASKS, TASKS.c.id == SCHEDULES.c.task_template_id)
-
-
-def schedule_from_row(row: RowMapping) -> ScheduleRecord:
-    """Build a ScheduleRecord from a schedules row joined with its template."""
-    return ScheduleRecord(
-        id=row["id"],
-        name=row["name"],
-        cron=row["cron_expr"],
-        timezone=row["timezone"],
-        enabled=row["enabled"],
-        misfire_policy=row["misfire_policy"],
-        task_template_id=row["task_template_id"],
-        task_name=row["task_name"],
-        payload=row["payload"],
-        queue=row["queue_name"],
-        max_retries=row["max_retries"],
-        retry=row["retry_strategy"],
-        retry_params=row["retry_params"] or {},
-        timeout=row["timeout_seconds"],
-        priority=row["priority"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        last_triggered_at=row["last_triggered_at"],
-        next_fire_at=row["next_fire_at"],
-    )
 
 
 class ScheduleStore(StoreBase):
@@ -77,7 +52,7 @@ class ScheduleStore(StoreBase):
         """Store the template task and the schedule in one transaction (with an audit row)."""
         schedule_id = template.id  # one id for the schedule and its template keeps them paired
         with self.transaction() as conn:
-            self.insert_tasks_in(conn, [template], with_outbox=False)  # type: ignore[attr-defined]
+            self.insert_tasks_in(conn, [template])  # type: ignore[attr-defined]
             conn.execute(
                 sa.insert(SCHEDULES).values(
                     id=schedule_id,
@@ -203,17 +178,15 @@ class ScheduleStore(StoreBase):
             .order_by(SCHEDULES.c.next_fire_at)
             .limit(limit)
         )
-        if self.is_postgresql:
-            stmt = stmt.with_for_update(of=SCHEDULES, skip_locked=True)
+        stmt = self.sql.skip_locked(stmt, of=SCHEDULES)
         return [schedule_from_row(row) for row in conn.execute(stmt).mappings()], now
 
     def record_fire(
         self, conn: Connection, schedule_id: uuid.UUID, fire_at: datetime
     ) -> int | None:
         """Claim the slot (schedule, fire time); its id if this call won it, else None."""
-        insert = postgresql.insert if self.is_postgresql else sqlite.insert
         stmt = (
-            insert(FIRES)
+            self.sql.upsert(FIRES)
             .values(schedule_id=schedule_id, fire_at=fire_at)
             .on_conflict_do_nothing(index_elements=["schedule_id", "fire_at"])
             .returning(FIRES.c.id)

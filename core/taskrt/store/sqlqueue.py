@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 
 from taskrt.db.types import db_now
 from taskrt.records import ClaimedRun, QueueCounts, RunState
 from taskrt.store.base import QUEUES, RUNS, TASKS, StoreBase
-from taskrt.store.claims import CLAIM_NEXT_PG, claim, claimed_from_tuple
-from taskrt.store.runs import RUN_STATE_COLUMNS, run_state
+from taskrt.store.mappers import run_state
+from taskrt.store.reaping import RUN_STATE_COLUMNS
 
 
 class SqlQueueStore(StoreBase):
@@ -40,35 +38,14 @@ class SqlQueueStore(StoreBase):
         # one queue at a time, in priority order: on PostgreSQL one atomic statement per queue
         # (each claimed run is fenced on its own, so they need no common transaction); SQLite
         # does them in one transaction
-        if self.is_postgresql:
-            params: dict[str, Any] = {
-                "worker_id": worker_id,
-                "lease_token": lease_token,
-                "lease_ttl": float(lease_ttl),
-            }
-            with self.raw_statement(relaxed=True) as raw:
-                for queue in queues:
-                    want = limit - len(claimed)
-                    if want <= 0:
-                        break
-                    rows = raw.execute(CLAIM_NEXT_PG, {**params, "queue": queue, "limit": want})
-                    runs = [claimed_from_tuple(row, lease_token) for row in rows.fetchall()]
-                    claimed.extend(sorted(runs, key=lambda r: (r.available_at, r.run_id)))
-            return claimed
-        with self.transaction() as conn:
+        with self.sql.claimer(
+            worker_id=worker_id, lease_token=lease_token, lease_ttl=lease_ttl
+        ) as claimer:
             for queue in queues:
                 want = limit - len(claimed)
                 if want <= 0:
                     break
-                runs = claim(
-                    conn,
-                    "queue",
-                    {"queue": queue, "limit": want},
-                    is_postgresql=False,
-                    worker_id=worker_id,
-                    lease_token=lease_token,
-                    lease_ttl=lease_ttl,
-                )
+                runs = claimer.next(queue, want)
                 claimed.extend(sorted(runs, key=lambda r: (r.available_at, r.run_id)))
         return claimed
 
@@ -136,8 +113,3 @@ class SqlQueueStore(StoreBase):
             )
             for name in names
         ]
-
-    def database_time(self) -> datetime:
-        """The database clock now."""
-        with self.connection() as conn:
-            return conn.execute(sa.select(db_now())).scalar_one()

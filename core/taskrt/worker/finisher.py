@@ -6,6 +6,9 @@ text it cannot hold) is written again one outcome at a time, and an outcome that
 refused is replaced by a failure that dead-letters its task with reason
 ``unwritable_outcome``. Only errors of the connection (the store or Redis away) are retried as
 they are, until they pass.
+
+Once a batch is written, the worker's bookkeeping runs (``on_written``), then the "runs
+finished" event is emitted with the retries and dead letters it caused (docs/concepts/events.md).
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import redis
 import sqlalchemy as sa
 
 from taskrt import logs, metrics
+from taskrt.events import Events
 from taskrt.exceptions import BackendUnavailableError
 from taskrt.outcomes import MAX_ERROR_MESSAGE, storable_text
+from taskrt.plugins import Observers
 from taskrt.queue.base import QueueBackend
 from taskrt.records import FinishReport, RunFinish, WorkerIdentity
 from taskrt.worker.execution import ActiveRun
@@ -84,10 +89,13 @@ class Finisher:
         backend: QueueBackend,
         identity: WorkerIdentity,
         on_written: Callable[[list[ActiveRun], FinishReport], None],
+        observers: Observers | None = None,
     ) -> None:
         self.backend = backend
         self.identity = identity
         self.on_written = on_written
+        self.events = None if observers is None else Events(observers)
+        """Where "runs finished" goes; None emits nothing (a finisher tested on its own)."""
         self._queue: queue.SimpleQueue[tuple[ActiveRun, RunFinish] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="taskrt-finisher", daemon=True)
         self._pending = 0
@@ -169,8 +177,11 @@ class Finisher:
                 _merge(report, self._write_one(finish))
         try:
             self.on_written(actives, report)
-        except Exception:  # hooks and bookkeeping must not stop the writer
+        except Exception:  # bookkeeping must not stop the writer
             log.exception("after-write bookkeeping failed")
+        if report.won and self.events is not None:  # counted and logged by its subscribers
+            ran = {active.run.run_id: active.ran_seconds for active in actives}
+            self.events.runs_finished(report.won, ran, self.identity.id)
         with self._idle:
             self._pending -= len(batch)
             self._idle.notify_all()

@@ -21,8 +21,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable
 
 from taskrt import logs
 from taskrt.queue.base import QueueBackend
@@ -31,12 +30,6 @@ from taskrt.store import Store
 from taskrt.worker.execution import ActiveRun
 
 log = logging.getLogger("taskrt.worker")
-
-
-class IndexRenewal(Protocol):
-    """A backend's renewal of its own copy of the leases (``RedisQueueBackend.renew_index``)."""
-
-    def __call__(self, runs: Sequence[ClaimedRun], worker: WorkerIdentity) -> list[uuid.UUID]: ...
 
 
 class Heartbeat:
@@ -62,10 +55,10 @@ class Heartbeat:
         self.held = held
         self.status = status
         self.loop = loop
-        self._index: IndexRenewal | None = getattr(backend, "renew_index", None)
+        self._index = backend.keeps_index  # a second copy of the leases, renewed apart
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._loop, name="taskrt-heartbeat", daemon=True)]
-        if self._index is not None:
+        if self._index:
             self._threads.append(
                 threading.Thread(target=self._index_loop, name="taskrt-renew-index", daemon=True)
             )
@@ -116,7 +109,7 @@ class Heartbeat:
                     log.warning("heartbeat failed: %s", exc)
 
     def _renew_in_store(self, runs: list[ClaimedRun]) -> RenewReport:
-        if self._index is None:  # the backend's leases live in the store alone
+        if not self._index:  # the backend's leases live in the store alone
             return self.backend.renew(runs, self.identity)
         ours, cancel = self.store.renew_leases(
             [r.run_id for r in runs], worker_id=self.identity.id, lease_ttl=self.identity.lease_ttl
@@ -178,7 +171,6 @@ class Heartbeat:
 
     # --- the index thread -----------------------------------------------------------------
     def _index_loop(self) -> None:
-        assert self._index is not None
         while not self._stop.wait(self.tick):
             now = time.monotonic()
             # only the runs the store last said are ours: the store decides, Redis follows
@@ -187,7 +179,7 @@ class Heartbeat:
                 self.index_renewed_at = now
                 continue
             try:
-                taken = self._index(runs, self.identity)
+                taken = self.backend.renew_index(runs, self.identity)
             except Exception as exc:  # Redis is away: the store's leases hold the runs meanwhile
                 if not self._index_failing:
                     log.warning("lease renewal in the queue index failed: %s", exc)

@@ -2,8 +2,9 @@
 
 Threads and their jobs:
 
-- the calling thread fetches: waits for a free slot, leases and claims runs (priority order),
-  and hands them to the event loop; when nothing is ready it waits for a wake-up message;
+- the calling thread fetches (worker/fetcher.py): waits for a free slot, leases and claims runs
+  (priority order), and hands them to the event loop; when nothing is ready it waits for a
+  wake-up message;
 - the event-loop thread executes handlers (``async def`` on the loop, ``def`` on pool threads),
   enforcing timeouts and cancellation;
 - the finisher thread writes outcomes in batches;
@@ -16,16 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import signal
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
 
 from taskrt import logs, metrics
 from taskrt._version import __version__
@@ -36,9 +34,7 @@ from taskrt.outcomes import OutcomeBuilder
 from taskrt.queue.base import QueueBackend
 from taskrt.records import (
     ClaimedRun,
-    DeadLetterEvent,
     FinishReport,
-    RetryEvent,
     RunFinish,
     WorkerIdentity,
     WorkerInfo,
@@ -47,18 +43,18 @@ from taskrt.records import (
 from taskrt.runtime import Runtime
 from taskrt.store import Store
 from taskrt.worker.execution import ActiveRun, RunExecutor
+from taskrt.worker.fetcher import Fetcher, weighted_order
 from taskrt.worker.finisher import Finisher
 from taskrt.worker.foreign import ForeignRuns, log_unserved_task_types
 from taskrt.worker.heartbeat import Heartbeat
 from taskrt.worker.isolation import POLL_SECONDS, Isolation
 from taskrt.worker.maintenance import Maintenance
-from taskrt.worker.pipeline import MAX_IN_FLIGHT, Backoff, ClaimSequencer
 from taskrt.worker.slots import SlotPool
 from taskrt.worker.threads import HandlerThreads
 
 log = logging.getLogger("taskrt.worker")
 
-IDLE_WAIT = 5.0
+__all__ = ["Worker", "WorkerOptions", "parse_queues", "weighted_order"]
 
 
 def parse_queues(text: str) -> tuple[list[str], dict[str, int] | None]:
@@ -92,18 +88,6 @@ def parse_queues(text: str) -> tuple[list[str], dict[str, int] | None]:
     if not names:
         raise ValidationError("--queues names no queue")
     return names, (weights if weighted else None)
-
-
-def weighted_order(names: Sequence[str], weights: dict[str, int], rng: random.Random) -> list[str]:
-    """A random order in which each queue comes first with probability proportional to its
-    weight (so no queue starves)."""
-    remaining = list(names)
-    order = []
-    while remaining:
-        pick = rng.choices(remaining, weights=[weights[n] for n in remaining])[0]
-        order.append(pick)
-        remaining.remove(pick)
-    return order
 
 
 @dataclass
@@ -146,18 +130,12 @@ class Worker:
         prefetch = options.concurrency if options.prefetch is None else options.prefetch
         self.slots: SlotPool[ActiveRun] = SlotPool(options.concurrency, prefetch)
         self.threads = HandlerThreads()
-        # backends that lease and claim in two stages (Redis) claim beside the next lease
-        self._lease = getattr(backend, "lease", None)
-        self._claim = getattr(backend, "claim", None)
         self._claimers = HandlerThreads(name="taskrt-claimer")
-        self._sequencer = ClaimSequencer()
-        self._backoff = Backoff()  # while fetches or claims fail
         self._held: dict[uuid.UUID, ActiveRun] = {}
         self._held_lock = threading.Lock()
         self._stopping = threading.Event()
         self._signals = 0
         self._status = WorkerStatus.ONLINE
-        self._rng = random.Random()  # noqa: S311 - queue order, not security
         self.loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._run_loop, name="taskrt-loop", daemon=True)
         self.outcomes = OutcomeBuilder(
@@ -166,8 +144,23 @@ class Worker:
             max_retry_delay=self.settings.max_retry_delay,
             max_json_depth=self.settings.max_json_depth,
         )
-        self.finisher = Finisher(backend, self.identity, self._written)
+        self.finisher = Finisher(backend, self.identity, self._written, runtime.observers)
         self.isolation = Isolation(self.id)  # suspect runs execute alone
+        self.fetcher = Fetcher(
+            backend=backend,
+            identity=self.identity,
+            queues=options.queues,
+            weights=options.weights,
+            batch=self.settings.fetch_batch,
+            slots=self.slots,
+            isolation=self.isolation,
+            claimers=self._claimers,
+            stopping=self._stopping,
+            admit=self._admit,
+            take=self._take,
+            arrive=self._arrive,
+            advance_isolation=self._advance_isolation,
+        )
         # runs of task types not installed here go back untouched before they get a slot
         self._foreign = ForeignRuns(
             runtime.registry, backend, self.identity, delay=self.settings.unknown_task_delay
@@ -248,55 +241,35 @@ class Worker:
                 fenced.status,
                 extra=logs.run_fields(fenced.run, self.id),
             )
-        metrics.runs_written(report.won, actives)
-        logs.log_outcomes(log, report.won, self.id)
-        observers = self.runtime.observers
-        for f in report.won:
-            if f.status == "failed" and f.retry_delay is not None and observers.has("on_retry"):
-                assert f.next_run_id is not None
-                observers.notify(
-                    "on_retry",
-                    event=RetryEvent(
-                        task_id=f.run.task_id,
-                        task_name=f.run.name,
-                        queue=f.run.queue,
-                        failed_run_id=f.run.run_id,
-                        attempt=f.run.attempt,
-                        next_run_id=f.next_run_id,
-                        delay=f.retry_delay,
-                        reason=f.reason or "error",
-                        error_type=f.error_type,
-                        error_message=f.error_message,
-                    ),
-                )
-            elif f.dead_letters and observers.has("on_dead_letter"):
-                observers.notify(
-                    "on_dead_letter",
-                    event=DeadLetterEvent(
-                        task_id=f.run.task_id,
-                        task_name=f.run.name,
-                        queue=f.run.queue,
-                        run_id=f.run.run_id,
-                        attempt=f.run.attempt,
-                        reason=f.reason or "retries_exhausted",
-                        error_type=f.error_type,
-                        error_message=f.error_message,
-                    ),
-                )
+        # the written outcomes are counted, logged and told to plugins by the finisher's
+        # "runs finished" event (taskrt.events)
 
     # --- threads --------------------------------------------------------------------------
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
-    def _take(self, runs: list[ClaimedRun], leased_at: float) -> None:
-        actives = [
+    def _admit(self, runs: list[ClaimedRun], leased_at: float) -> list[ActiveRun]:
+        """Fetched runs this worker can run (the others go back untouched), as active runs."""
+        return [
             ActiveRun(run=run, leased_monotonic=leased_at) for run in self._foreign.keep_known(runs)
         ]
+
+    def _hold(self, actives: list[ActiveRun]) -> None:
         with self._held_lock:
             for active in actives:
                 self._held[active.run.run_id] = active
+
+    def _take(self, actives: list[ActiveRun]) -> None:
+        """Runs of a one-call fetch: start those that get a slot, buffer the rest."""
+        self._hold(actives)
         for active in self.slots.offer(self.isolation.park(actives)):
+            self._start(active)
+
+    def _arrive(self, reserved: int, actives: list[ActiveRun]) -> None:
+        """Runs of a claim for which ``reserved`` slots were held (in lease order)."""
+        self._hold(actives)
+        for active in self.slots.arrive(reserved, self.isolation.park(actives)):
             self._start(active)
 
     def _start(self, active: ActiveRun) -> None:
@@ -328,11 +301,6 @@ class Worker:
         with self._held_lock:
             for active in actives:
                 self._held.pop(active.run.run_id, None)
-
-    def _queue_order(self) -> list[str]:
-        if self.options.weights is None:
-            return self.options.queues
-        return weighted_order(self.options.queues, self.options.weights, self._rng)
 
     # --- lifecycle ------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -382,94 +350,14 @@ class Worker:
             self.runtime.registry, self.options.queues, self.settings.default_queue
         )
         try:
-            self._fetch_loop()
+            self.fetcher.run()
         finally:
             self._shutdown()
         return 0
 
-    def _fetch_loop(self) -> None:
-        prepare = getattr(self.backend, "prepare_wait", None)
-        if prepare is not None:
-            prepare(self.options.queues)
-        batch = self.settings.fetch_batch
-        two_stage = self._lease is not None and self._claim is not None
-        while not self._stopping.is_set():
-            if self.isolation.engaged:  # a suspect run executes alone: fetch nothing
-                self._advance_isolation()
-                continue
-            if two_stage and not self._sequencer.wait_below(MAX_IN_FLIGHT, timeout=1.0):
-                continue
-            room = self.slots.wait_room(timeout=1.0)
-            if self._stopping.is_set():
-                break
-            if room <= 0:
-                continue
-            # while claims fail (the store is away) lease nothing: they would only fail again
-            self._backoff.wait(self._stopping)
-            if self._stopping.is_set():
-                break
-            try:
-                got = self._fetch(min(room, batch), two_stage)
-            except Exception as exc:  # Redis or the database is away: back off and retry
-                pause = self._backoff.failed()
-                log.error("fetching failed: %s; retrying in %.2f s", exc, pause)
-                continue
-            if not two_stage:  # a two-stage fetch succeeds when its claim does
-                self._fetch_succeeded()
-            if not got:
-                self.backend.wait_for_work(self.options.queues, IDLE_WAIT)
-
-    def _fetch_succeeded(self) -> None:
-        if self._backoff.succeeded():
-            log.info("fetching and claiming work again")
-
-    def _fetch(self, limit: int, two_stage: bool) -> int:
-        """Fetch up to ``limit`` runs; returns how many were leased or claimed."""
-        leased_at = time.monotonic()  # before the lease: it runs from no earlier than this
-        if not two_stage:
-            runs = self.backend.acquire(self._queue_order(), limit, self.identity)
-            self._take(runs, leased_at)
-            return len(runs)
-        assert self._lease is not None
-        leased = self._lease(self._queue_order(), limit, self.identity)
-        if len(leased):
-            self.slots.reserve(len(leased))
-            self._claimers.run(self._claim_leased, self._sequencer.ticket(), leased, leased_at)
-        return len(leased)
-
-    def _claim_leased(self, ticket: int, leased: Any, leased_at: float) -> None:
-        assert self._claim is not None
-        try:
-            runs: list[ClaimedRun] = self._claim(leased, self.identity)
-        except Exception as exc:  # the backend put the leased runs back in their queues
-            pause = self._backoff.failed()
-            log.error(
-                "claiming %d leased run(s) failed: %s; they went back to their queues, "
-                "fetching again in %.2f s",
-                len(leased),
-                exc,
-                pause,
-            )
-            metrics.claim_failed(queue for queue, _raw in getattr(leased, "entries", ()))
-            runs = []
-        else:
-            self._fetch_succeeded()
-        actives = [
-            ActiveRun(run=run, leased_monotonic=leased_at) for run in self._foreign.keep_known(runs)
-        ]
-
-        def release() -> None:
-            with self._held_lock:
-                for active in actives:
-                    self._held[active.run.run_id] = active
-            for active in self.slots.arrive(len(leased), self.isolation.park(actives)):
-                self._start(active)
-
-        self._sequencer.complete(ticket, release)
-
     # --- suspect runs (worker/isolation.py) --------------------------------------------------
     def _advance_isolation(self) -> None:
-        busy = self._sequencer.in_flight > 0 or self.slots.busy > 0
+        busy = self.fetcher.sequencer.in_flight > 0 or self.slots.busy > 0
         with self._held_lock:
             held = set(self._held)
         self.isolation.advance(held, busy, self._start_alone)
@@ -498,7 +386,9 @@ class Worker:
     def _shutdown(self) -> None:
         self._status = WorkerStatus.DRAINING
         grace_end = time.monotonic() + self.options.shutdown_grace
-        self._sequencer.wait_idle(max(grace_end - time.monotonic(), 1.0))  # claims on their way
+        self.fetcher.sequencer.wait_idle(
+            max(grace_end - time.monotonic(), 1.0)
+        )  # claims on their way
         # prefetched runs never started: hand them back at once
         self._hand_back([a for a in self.slots.take_buffer() if a.hand_back()], "prefetched")
         self.slots.wait_idle(max(grace_end - time.monotonic(), 0.0))

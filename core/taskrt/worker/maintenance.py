@@ -1,5 +1,8 @@
 """The maintenance thread every worker runs: promote, reap, relay, mark silent workers offline
-and, now and then, reconcile. Each step is safe to run in every worker at once."""
+and, now and then, reconcile. Each step is safe to run in every worker at once.
+
+Runs a pass reaped are reported as the "runs lost" event, with the retry or dead letter that
+followed each (docs/concepts/events.md); metrics and log lines about them are its subscribers."""
 
 from __future__ import annotations
 
@@ -7,10 +10,9 @@ import logging
 import threading
 import time
 
-from taskrt import logs, metrics
+from taskrt.events import Events
 from taskrt.plugins import Observers
 from taskrt.queue.base import QueueBackend
-from taskrt.records import DeadLetterEvent, MaintenanceReport, RetryEvent
 
 log = logging.getLogger("taskrt.maintenance")
 
@@ -28,6 +30,7 @@ class Maintenance:
     ) -> None:
         self.backend = backend
         self.observers = observers
+        self.events = Events(observers)
         self.interval = interval
         self.reconcile_interval = reconcile_interval
         self._stop = threading.Event()
@@ -54,38 +57,7 @@ class Maintenance:
                     next_reconcile = now + self.reconcile_interval
                 if report.any():
                     log.info("maintenance: %s", report)
-                logs.log_lost(log, report.lost)
-                metrics.runs_lost(report.lost)
-                self._notify(report)
+                self.events.runs_lost(report.lost)  # counted and logged by its subscribers
             except Exception as exc:  # a store or Redis outage: try again next pass
                 log.warning("maintenance pass failed: %s", exc)
             self._stop.wait(self.interval)
-
-    def _notify(self, report: MaintenanceReport) -> None:
-        for lost in report.lost:
-            if lost.next_run is not None and self.observers.has("on_retry"):
-                self.observers.notify(
-                    "on_retry",
-                    event=RetryEvent(
-                        task_id=lost.task_id,
-                        task_name=lost.task_name,
-                        queue=lost.queue,
-                        failed_run_id=lost.run_id,
-                        attempt=lost.attempt,
-                        next_run_id=lost.next_run.run_id,
-                        delay=0.0,
-                        reason="lost",
-                    ),
-                )
-            elif lost.outcome == "dead_letter" and self.observers.has("on_dead_letter"):
-                self.observers.notify(
-                    "on_dead_letter",
-                    event=DeadLetterEvent(
-                        task_id=lost.task_id,
-                        task_name=lost.task_name,
-                        queue=lost.queue,
-                        run_id=lost.run_id,
-                        attempt=lost.attempt,
-                        reason="lost",
-                    ),
-                )

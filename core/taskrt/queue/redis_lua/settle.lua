@@ -6,7 +6,8 @@
 -- KEYS[4]  queue:{q}:delayed   zset run id -> due time (Unix ms)
 -- KEYS[5]  queue:{q}:dlq       list of dead-lettered task ids
 -- ARGV[1]  wake channel of the queue
--- ARGV[2..] groups of five: op, run id, lease value, extra 1, extra 2. Ops:
+-- ARGV[2..] groups of five: op, run id, lease value, extra 1, extra 2 (built in Python as
+-- taskrt.queue.redis_index.Settle; SettleAction names each op). Ops:
 --   A  ack: release the lease
 --   R  retry: release, then place run <extra 1> ready, or delayed for <extra 2> ms (0: now)
 --   D  dead-letter: release, then append task <extra 1> to the dead-letter list

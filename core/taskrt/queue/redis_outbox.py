@@ -1,4 +1,4 @@
-"""Clearing the outbox rows of runs their producer dispatched, off the enqueue path.
+"""Clearing the outbox rows of runs the Redis backend placed, off the enqueue path.
 
 After a producer's own dispatch succeeds, its outbox rows are no longer needed. Deleting them
 in the enqueue call would cost a second transaction per enqueue, so they are handed to a

@@ -1,0 +1,123 @@
+"""Reading tasks and their runs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from taskrt.db.types import UTCDateTime
+from taskrt.exceptions import NotFoundError
+from taskrt.records import RunRecord, TaskRecord
+from taskrt.store.base import RUNS, TASKS, StoreBase
+from taskrt.store.mappers import run_from_row, task_from_row, task_with_latest_run
+
+
+class TaskReadStore(StoreBase):
+    """Statements reading tasks."""
+
+    def get_task(self, task_id: uuid.UUID, *, runs: bool = True) -> TaskRecord:
+        """The task and (by default) all its runs, oldest first; NotFoundError if unknown."""
+        row, run_rows = self.sql.reads.task(task_id, runs=runs)
+        if row is None:
+            raise NotFoundError(f"no task with id {task_id}")
+        return task_from_row(row, [run_from_row(r) for r in run_rows])
+
+    def get_tasks(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, TaskRecord]:
+        """Several tasks by id (without runs); unknown ids are left out."""
+        if not task_ids:
+            return {}
+        with self.connection() as conn:
+            rows = conn.execute(sa.select(TASKS).where(TASKS.c.id.in_(task_ids))).mappings()
+            return {row["id"]: task_from_row(row) for row in rows}
+
+    def latest_runs(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, RunRecord]:
+        """The newest run of each task."""
+        if not task_ids:
+            return {}
+        newest = (
+            sa.select(RUNS.c.task_id, sa.func.max(RUNS.c.attempt).label("attempt"))
+            .where(RUNS.c.task_id.in_(task_ids))
+            .group_by(RUNS.c.task_id)
+            .subquery()
+        )
+        stmt = sa.select(RUNS).join(
+            newest, sa.and_(RUNS.c.task_id == newest.c.task_id, RUNS.c.attempt == newest.c.attempt)
+        )
+        with self.connection() as conn:
+            return {row["task_id"]: run_from_row(row) for row in conn.execute(stmt).mappings()}
+
+    def list_tasks(
+        self,
+        *,
+        status: str | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        kind: str | None = "immediate",
+        limit: int = 50,
+        before: uuid.UUID | None = None,
+    ) -> list[TaskRecord]:
+        """Tasks newest first, filtered; ``before`` is the keyset cursor (an id). ``kind``
+        ``immediate`` (the default) leaves out the templates schedules fire; None lists both."""
+        stmt = sa.select(TASKS).order_by(TASKS.c.id.desc()).limit(limit)
+        if kind:
+            stmt = stmt.where(TASKS.c.type == kind)
+        if status:
+            stmt = stmt.where(TASKS.c.status == status)
+        if queue:
+            stmt = stmt.where(TASKS.c.queue_name == queue)
+        if name:
+            stmt = stmt.where(TASKS.c.name == name)
+        if before is not None:
+            stmt = stmt.where(TASKS.c.id < before)
+        with self.connection() as conn:
+            return [task_from_row(row) for row in conn.execute(stmt).mappings()]
+
+    def failed_task_ids(
+        self,
+        queue: str,
+        *,
+        limit: int = 1000,
+        after: uuid.UUID | None = None,
+        finished_before: datetime | None = None,
+        finished_after: datetime | None = None,
+    ) -> list[uuid.UUID]:
+        """Ids of failed (dead-lettered) tasks of ``queue``, oldest first, keyset-paginated."""
+        stmt = (
+            sa.select(TASKS.c.id)
+            .where(TASKS.c.queue_name == queue, TASKS.c.status == "failed")
+            .order_by(TASKS.c.id)
+            .limit(limit)
+        )
+        if after is not None:
+            stmt = stmt.where(TASKS.c.id > after)
+        if finished_before is not None:
+            stmt = stmt.where(
+                TASKS.c.finished_at < sa.bindparam("fb", finished_before, type_=UTCDateTime())
+            )
+        if finished_after is not None:
+            stmt = stmt.where(
+                TASKS.c.finished_at >= sa.bindparam("fa", finished_after, type_=UTCDateTime())
+            )
+        with self.connection() as conn:
+            return [row[0] for row in conn.execute(stmt)]
+
+    def failed_queue_names(self) -> list[str]:
+        """Queues holding dead-lettered tasks."""
+        with self.connection() as conn:
+            return [
+                row[0]
+                for row in conn.execute(
+                    sa.select(TASKS.c.queue_name).where(TASKS.c.status == "failed").distinct()
+                )
+            ]
+
+    def dead_letters(
+        self, queue: str, *, limit: int = 50, before: uuid.UUID | None = None
+    ) -> list[TaskRecord]:
+        """Failed tasks of ``queue``, newest first, with their latest run."""
+        tasks = self.list_tasks(status="failed", queue=queue, limit=limit, before=before)
+        latest = self.latest_runs([t.id for t in tasks])
+        return [task_with_latest_run(t, latest.get(t.id)) for t in tasks]
