@@ -37,7 +37,9 @@ def test_a_claim_the_store_cannot_make_puts_its_runs_back_in_order(
     _enqueue(service, 3)
     before = _ready(backend)
     # the same Redis, and a database that is not there (nothing listens on the port)
-    away = Store(create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none"))
+    away = Store(
+        create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none"), outbox=True
+    )
     cut_off = RedisQueueBackend(away, backend.redis, settings)
     worker = WorkerIdentity(id=uuid7(), lease_ttl=30)
     leased = cut_off.lease(["q"], 2, worker)

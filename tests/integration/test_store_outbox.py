@@ -11,7 +11,9 @@ import sqlalchemy as sa
 
 from taskrt.db.engine import create_engine
 from taskrt.enqueue import EnqueueSpec
+from taskrt.exceptions import ConfigurationError
 from taskrt.ids import uuid7
+from taskrt.queue.redis_backend import RedisQueueBackend
 from taskrt.records import RunFinish, TaskInsert
 from taskrt.service import TaskService
 from taskrt.settings import Settings
@@ -66,3 +68,13 @@ def test_retries_and_replays_write_outbox_rows_only_when_the_store_keeps_an_outb
     won, _entries = plain_store.replay_tasks("ob", [item.id])
     assert won == [item.id]
     assert _outbox_rows(plain_store) == (2 if plain_store.outbox else 0)
+
+
+def test_the_redis_backend_refuses_a_store_without_an_outbox(settings: Settings) -> None:
+    # a producer dying between its commit and its dispatch would leave a run nothing relays
+    store = Store(create_engine(settings.database_url))
+    try:
+        with pytest.raises(ConfigurationError, match="outbox=True"):
+            RedisQueueBackend.from_settings(store, settings)
+    finally:
+        store.dispose()

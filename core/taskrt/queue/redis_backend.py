@@ -16,7 +16,7 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
-from taskrt.exceptions import BackendUnavailableError
+from taskrt.exceptions import BackendUnavailableError, ConfigurationError
 from taskrt.ids import parse_uuid
 from taskrt.queue.base import Leased
 from taskrt.queue.redis_fetch import RedisFetcher
@@ -69,6 +69,13 @@ class RedisQueueBackend:
     keeps_index = True
 
     def __init__(self, store: Store, client: redis.Redis, settings: Settings) -> None:
+        if not store.outbox:
+            # without outbox rows a producer that dies between its commit and its dispatch
+            # leaves a run no relay would ever send
+            raise ConfigurationError(
+                "the Redis queue backend needs a store that writes outbox rows: build it with "
+                "Store(engine, outbox=True) (taskrt.backends.open_store does)"
+            )
         self.store = store
         self.redis = client
         self.settings = settings
