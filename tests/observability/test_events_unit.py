@@ -25,29 +25,11 @@ from taskrt.records import (
 )
 from taskrt.runtime import Runtime
 from taskrt.settings import Settings
+from tests.support.runs import claimed_run
 
 
 def _run(task_type: str) -> ClaimedRun:
-    now = datetime.now(UTC)
-    return ClaimedRun(
-        run_id=uuid.uuid4(),
-        task_id=uuid.uuid4(),
-        attempt=1,
-        queue="events",
-        lease_token="t",
-        name=task_type,
-        payload=None,
-        max_retries=1,
-        retry="fixed",
-        retry_params={},
-        timeout=None,
-        trace_id=None,
-        retry_count=0,
-        lost_runs=0,
-        enqueued_at=now,
-        available_at=now,
-        started_at=now,
-    )
+    return claimed_run(task_type, queue="events")
 
 
 class Listener:

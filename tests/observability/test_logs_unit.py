@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -15,28 +15,12 @@ import pytest
 from taskrt import logs
 from taskrt.context import TaskContext
 from taskrt.records import ClaimedRun, LostRun, RunFinish
+from tests.support.runs import claimed_run
 
 
 def _run(trace_id: str | None = "trace-1") -> ClaimedRun:
-    now = datetime.now(UTC)
-    return ClaimedRun(
-        run_id=uuid.uuid4(),
-        task_id=uuid.uuid4(),
-        attempt=2,
-        queue="high",
-        lease_token="t",
-        name="mail.send",
-        payload=None,
-        max_retries=3,
-        retry="fixed",
-        retry_params={},
-        timeout=None,
-        trace_id=trace_id,
-        retry_count=1,
-        lost_runs=0,
-        enqueued_at=now,
-        available_at=now,
-        started_at=now,
+    return claimed_run(
+        "mail.send", queue="high", attempt=2, max_retries=3, trace_id=trace_id, retry_count=1
     )
 
 

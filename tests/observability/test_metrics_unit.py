@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from fastapi import FastAPI
@@ -19,6 +19,7 @@ from taskrt.api.metrics import router as metrics_router
 from taskrt.records import ClaimedRun, DispatchEntry, LostRun, QueueCounts, RunFinish
 from taskrt.worker.execution import ActiveRun
 from tests.observability.support import parse
+from tests.support.runs import claimed_run
 
 
 def _value(name: str, **labels: str) -> float:
@@ -26,26 +27,7 @@ def _value(name: str, **labels: str) -> float:
 
 
 def _run(task_type: str, *, waited_since: timedelta = timedelta(0)) -> ClaimedRun:
-    now = datetime.now(UTC)
-    return ClaimedRun(
-        run_id=uuid.uuid4(),
-        task_id=uuid.uuid4(),
-        attempt=1,
-        queue="unit",
-        lease_token="t",
-        name=task_type,
-        payload=None,
-        max_retries=1,
-        retry="fixed",
-        retry_params={},
-        timeout=None,
-        trace_id=None,
-        retry_count=0,
-        lost_runs=0,
-        enqueued_at=now - waited_since,
-        available_at=now - waited_since,
-        started_at=now,
-    )
+    return claimed_run(task_type, queue="unit", waited=waited_since)
 
 
 def test_written_outcomes_count_runs_retries_and_dead_letters() -> None:

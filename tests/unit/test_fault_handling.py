@@ -8,23 +8,17 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any, cast
 
 from taskrt.records import ClaimedRun, RenewReport, WorkerIdentity, WorkerStatus
 from taskrt.worker.execution import ActiveRun
 from taskrt.worker.heartbeat import Heartbeat
 from taskrt.worker.pipeline import BACKOFF_MOST, Backoff
+from tests.support.runs import claimed_run
 
 
 def _run() -> ClaimedRun:
-    now = datetime.now(UTC)
-    return ClaimedRun(
-        run_id=uuid.uuid4(), task_id=uuid.uuid4(), attempt=1, queue="default",
-        lease_token="t", name="x.y", payload={}, max_retries=0, retry="exponential",
-        retry_params={}, timeout=None, trace_id=None, retry_count=0, lost_runs=0,
-        enqueued_at=now, available_at=now,
-    )  # fmt: skip
+    return claimed_run(payload={}, max_retries=0, retry="exponential", started=False)
 
 
 def test_the_fetch_backoff_doubles_up_to_its_cap_and_resets_on_success() -> None:
