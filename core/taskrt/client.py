@@ -112,6 +112,26 @@ class Client:
         """The task and all its runs."""
         return self.service.get(_as_uuid(task_id))
 
+    def list_tasks(
+        self,
+        *,
+        payload: Mapping[str, Any] | None = None,
+        limit: int = 50,
+        before: uuid.UUID | str | None = None,
+        **filters: Any,
+    ) -> list[TaskRecord]:
+        """Tasks newest first (without their runs), filtered like ``taskrt task list``:
+        ``status``, ``queue``, ``name``, ``kind``, ``created_after``/``created_before``,
+        ``finished_after``/``finished_before``, ``error_type``, ``dedup_key``, and ``payload``
+        as ``{"customer_id": 42, "region.code": "eu"}`` (dotted key paths). ``before`` is the
+        id of the last task of the previous page (docs/how-to/search.md)."""
+        from taskrt.store.search import PayloadMatch, TaskSearch
+
+        matches = tuple(PayloadMatch.of(path, value) for path, value in (payload or {}).items())
+        search = TaskSearch(payload=matches, **filters)
+        cursor = _as_uuid(before) if before is not None else None
+        return self.service.list_tasks(search, limit=limit, before=cursor)
+
     def cancel(self, task_id: uuid.UUID | str) -> TaskRecord:
         """Cancel a task (a running one is asked to stop and ends ``cancelled``)."""
         return self.service.cancel(_as_uuid(task_id), actor=self._actor)
@@ -153,6 +173,10 @@ class AsyncClient:
     async def get(self, task_id: uuid.UUID | str) -> TaskRecord:
         """See :meth:`Client.get`."""
         return await asyncio.to_thread(self._client.get, task_id)
+
+    async def list_tasks(self, **filters: Any) -> list[TaskRecord]:
+        """See :meth:`Client.list_tasks`."""
+        return await asyncio.to_thread(lambda: self._client.list_tasks(**filters))
 
     async def cancel(self, task_id: uuid.UUID | str) -> TaskRecord:
         """See :meth:`Client.cancel`."""

@@ -44,6 +44,7 @@ from taskrt.records import (
 )
 from taskrt.runtime import Runtime
 from taskrt.store import Store
+from taskrt.store.search import TaskSearch
 
 __all__ = [
     "FINISHED_STATUSES",
@@ -302,9 +303,10 @@ class TaskService:
         """The task and all its runs."""
         return self.store.get_task(task_id, runs=runs)
 
-    def list_tasks(self, **filters: Any) -> list[TaskRecord]:
-        """Tasks newest first (see :meth:`taskrt.store.Store.list_tasks`)."""
-        return self.store.list_tasks(**filters)
+    def list_tasks(self, search: TaskSearch | None = None, **filters: Any) -> list[TaskRecord]:
+        """Tasks newest first matching ``search`` and the filters given as keywords, with
+        ``limit`` and ``before`` (see :meth:`taskrt.store.Store.list_tasks`)."""
+        return self.store.list_tasks(search, **filters)
 
     # --- cancel ---------------------------------------------------------------------------
     def cancel(self, task_id: uuid.UUID, *, actor: Actor | None = None) -> TaskRecord:

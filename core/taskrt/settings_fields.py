@@ -12,6 +12,7 @@ from taskrt import limits
 from taskrt.settings_values import (
     CommaList,
     check_database_url,
+    check_duration,
     normalize_database_url,
     split_commas,
 )
@@ -273,6 +274,66 @@ class BaseFields(BaseSettings):
     traceback_limit: int = Field(
         default=8000, ge=0, description="Characters of a failed run's traceback that are stored."
     )
+
+    # --- retention (docs/how-to/retention.md) -----------------------------------------------
+    retention_completed: str = Field(
+        default="7d",
+        description=(
+            "How long a completed task, with its runs, is kept after it finished: a number "
+            "followed by `d`, `h`, `m` or `s` (`7d`, `12h`, `30m`, `45s`); `0` keeps it "
+            "forever. Workers' maintenance passes and `taskrt prune` delete older ones."
+        ),
+    )
+    retention_failed: str = Field(
+        default="30d",
+        description=(
+            "How long a failed (dead-lettered) task is kept after it finished (`0`: forever)."
+        ),
+    )
+    retention_cancelled: str = Field(
+        default="7d",
+        description="How long a cancelled task is kept after it finished (`0`: forever).",
+    )
+    retention_audit: str = Field(
+        default="365d", description="How long an audit-log row is kept (`0`: forever)."
+    )
+    retention_schedule_fires: str = Field(
+        default="30d",
+        description=(
+            "How long the record of a fired schedule slot is kept after its fire time "
+            "(`0`: forever)."
+        ),
+    )
+    retention_batch_size: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description=(
+            "Most tasks (or audit rows, or schedule fires) one pruning transaction deletes; "
+            "small batches keep the locks short, so claims and finishes never wait long."
+        ),
+    )
+    retention_interval: float = Field(
+        default=60.0,
+        ge=0,
+        description=(
+            "Seconds between automatic pruning steps in each worker's maintenance pass; each "
+            "step deletes at most one batch per table, and only one process prunes at a time. "
+            "0 turns automatic pruning off (`taskrt prune` still works)."
+        ),
+    )
+
+    @field_validator(
+        "retention_completed",
+        "retention_failed",
+        "retention_cancelled",
+        "retention_audit",
+        "retention_schedule_fires",
+        mode="before",
+    )
+    @classmethod
+    def _durations(cls, value: Any) -> str:
+        return check_duration(value)
 
     @field_validator("plugins_load", "plugins_disable", "plugins_modules", mode="before")
     @classmethod

@@ -1,4 +1,5 @@
-"""How setting values are read and shown: comma lists, rates, database URLs and masked URLs.
+"""How setting values are read and shown: comma lists, rates, durations, database URLs and
+masked URLs.
 
 Plain functions without state, shared by the core :class:`~taskrt.settings.Settings` and the
 settings sections plugins register.
@@ -36,6 +37,29 @@ def parse_rate(text: str) -> tuple[int, float]:
             f"rate {text!r} is not N/second, N/minute or N/hour with N >= 1 (e.g. 600/minute)"
         )
     return int(match.group(1)), _PERIOD_SECONDS[match.group(2)[0].lower()]
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|h|m|s)?\s*$", re.IGNORECASE)
+_DURATION_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """``"7d"`` -> ``604800.0``: a number of days (``d``), hours (``h``), minutes (``m``) or
+    seconds (``s``, also a bare number). ``"0"`` is 0.0, which retention reads as "forever"."""
+    match = _DURATION_RE.match(str(text))
+    if match is None:
+        raise ValueError(
+            f"duration {text!r} is not a number followed by d, h, m or s (e.g. 7d, 12h, 30m, "
+            "45s; 0 keeps forever)"
+        )
+    return float(match.group(1)) * _DURATION_SECONDS[(match.group(2) or "s").lower()]
+
+
+def check_duration(value: Any) -> str:
+    """A duration setting's value, checked by :func:`parse_duration` and kept as written."""
+    text = str(value).strip()
+    parse_duration(text)
+    return text
 
 
 def normalize_database_url(url: str) -> str:

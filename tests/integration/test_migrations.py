@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from taskrt.db import migrate
 from taskrt.db.engine import create_engine
-from taskrt.db.models import metadata
+from taskrt.db.models import include_object, metadata
 
 TASKRT_TABLES = {
     "tasks",
@@ -67,7 +67,8 @@ def _table_names(engine: Engine) -> set[str]:
 
 def _schema_diff(engine: Engine) -> list[Any]:
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        opts = {"compare_type": True, "include_object": include_object(conn.dialect.name)}
+        context = MigrationContext.configure(conn, opts=opts)
         return list(compare_metadata(context, metadata))
 
 

@@ -2,19 +2,30 @@
 
 A list asks the store for ``limit + 1`` items after the cursor; when the extra one exists the
 page carries ``next_cursor``, the last item's id wrapped so clients treat it as opaque (and a
-task cursor cannot be fed to the audit log by mistake).
+task cursor cannot be fed to the audit log by mistake). The wrapping itself lives in
+:mod:`taskrt.store.search`, so ``taskrt task list`` prints the same cursors without FastAPI.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from typing import Annotated
 
 from fastapi import Query
 
 from taskrt.api.errors import LocatedValidationError
+from taskrt.store.search import decode_cursor, encode_cursor
+
+__all__ = [
+    "MAX_PAGE",
+    "Cursor",
+    "PageLimit",
+    "audit_cursor",
+    "decode_cursor",
+    "encode_cursor",
+    "schedule_cursor",
+    "task_cursor",
+]
 
 MAX_PAGE = 500
 
@@ -27,22 +38,6 @@ Cursor = Annotated[
         description="The `next_cursor` of the previous page.",
     ),
 ]
-
-
-def encode_cursor(kind: str, value: str) -> str:
-    """An opaque cursor for ``value`` (the last id of a page)."""
-    raw = f"{kind}:{value}".encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def decode_cursor(kind: str, cursor: str) -> str | None:
-    """The value inside ``cursor``, or None if it is not a cursor of this kind."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-    prefix, _, value = raw.partition(":")
-    return value if prefix == kind and value else None
 
 
 def _bad_cursor() -> LocatedValidationError:

@@ -1,4 +1,4 @@
-"""Workers, the audit log, and the health probes."""
+"""Workers, the audit log, pruning the history, and the health probes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from taskrt.api.deps import AdminCaller, AuthFirstRoute, ReaderCaller, State, st
 from taskrt.api.errors import ProblemResponse, problem_response
 from taskrt.api.openapi import PROBLEMS, problems, role_doc
 from taskrt.api.paging import Cursor, PageLimit, audit_cursor, encode_cursor
+from taskrt.api.prune_schemas import PruneCountsOut, PruneIn, PruneOut
 from taskrt.api.request_ids import request_id_of
 from taskrt.api.schemas import (
     AuditOut,
@@ -115,3 +116,31 @@ def readyz(request: Request) -> Readiness | ProblemResponse:
             errors=failed,
         )
     return Readiness(checks=checks)
+
+
+@router.post(
+    "/admin/prune",
+    response_model=PruneOut,
+    summary="Prune the history",
+    openapi_extra=role_doc(Role.ADMIN),
+)
+def prune_history(body: PruneIn, caller: AdminCaller, state: State) -> PruneOut:
+    """Delete finished tasks (with their runs), audit rows and schedule fires older than
+    their retention (or than `older_than`), like `taskrt prune`; audited as `history.prune`.
+    Audit rows and schedule fires are left alone when `status`, `queue` or `type` narrows the
+    tasks. One request deletes at most `limit` rows per table and says with `more` whether
+    rows are still due (docs/how-to/retention.md)."""
+    from taskrt.prune import FINISHED_STATUSES, Pruner, PruneRequest, parse_older_than
+
+    request = PruneRequest(
+        older_than=None if body.older_than is None else parse_older_than(body.older_than),
+        statuses=tuple(body.status) if body.status else FINISHED_STATUSES,
+        queue=body.queue,
+        task_type=body.type,
+        dry_run=body.dry_run,
+        limit=body.limit,
+    )
+    counts = Pruner(state.service.store, state.settings).run(request, actor=caller.actor)
+    return PruneOut(
+        dry_run=body.dry_run, deleted=PruneCountsOut(**counts.to_dict()), more=counts.more
+    )

@@ -8,9 +8,9 @@ request (``["body", "payload", ...]``, ``["body", "tasks", 3, "queue"]``).
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from taskrt.api.deps import (
@@ -28,19 +28,17 @@ from taskrt.api.schemas import (
     BatchItemOut,
     BatchOut,
     PlainText,
-    QueueName,
     RunList,
     RunOut,
     TaskBatchCreate,
     TaskCreate,
-    TaskName,
     TaskOut,
     TaskPage,
     json_problems,
 )
+from taskrt.api.task_search import TaskSearchQuery
 from taskrt.auth import Role
 from taskrt.exceptions import BatchValidationError, UnknownTaskError, ValidationError
-from taskrt.records import TaskStatus
 from taskrt.service import EnqueueSpec
 
 router = APIRouter(
@@ -190,39 +188,23 @@ def _batch_refused(problems: list[dict[str, Any]]) -> LocatedValidationError:
 @router.get(
     "",
     response_model=TaskPage,
-    summary="List tasks",
+    summary="List and search tasks",
     openapi_extra=role_doc(Role.READER),
 )
 def list_tasks(
     caller: ReaderCaller,
     state: State,
-    task_status: Annotated[
-        TaskStatus | None, Query(alias="status", description="Only tasks in this status.")
-    ] = None,
-    queue: Annotated[QueueName | None, Query(description="Only tasks of this queue.")] = None,
-    name: Annotated[TaskName | None, Query(description="Only tasks of this type.")] = None,
-    kind: Annotated[
-        Literal["immediate", "scheduled", "all"],
-        Query(
-            description="`immediate` (the default): tasks to run; `scheduled`: the task "
-            "templates cron schedules fire; `all`: both."
-        ),
-    ] = "immediate",
+    search: TaskSearchQuery,
     limit: PageLimit = 50,
     cursor: Cursor = None,
 ) -> TaskPage:
-    """Tasks newest first, each with its latest run, filtered by status, queue and type name.
+    """Tasks newest first, each with its latest run, filtered by status, queue, type, created
+    and finished time, the error type of the last failed run, dedup key and payload values
+    (every filter given must hold; each is served by an index, see docs/how-to/search.md).
     Schedule templates are left out unless `kind` asks for them. Pages are keyset-paginated:
-    pass the `next_cursor` of a page as `cursor` for the next one."""
+    pass the `next_cursor` of a page as `cursor`, with the same filters, for the next one."""
     before = task_cursor(cursor) if cursor else None
-    tasks = state.service.list_tasks(
-        status=task_status.value if task_status else None,
-        queue=queue,
-        name=name,
-        kind=None if kind == "all" else kind,
-        limit=limit + 1,
-        before=before,
-    )
+    tasks = state.service.list_tasks(search, limit=limit + 1, before=before)
     page, more = tasks[:limit], len(tasks) > limit
     latest = state.service.store.latest_runs([t.id for t in page])
     return TaskPage(

@@ -19,6 +19,7 @@ from taskrt.cli.demo_cmd import demo_command
 from taskrt.cli.dev_cmd import dev_command
 from taskrt.cli.enqueue_file_cmd import enqueue_file_command
 from taskrt.cli.plugins_cmd import plugins_command
+from taskrt.cli.prune_cmd import prune_command
 from taskrt.cli.queues_cmd import dlq_group, queue_group, queues_command, workers_command
 from taskrt.cli.schedules_cmd import scheduler_command, schedules_group
 from taskrt.cli.state import CliState, get_state
@@ -109,6 +110,7 @@ for _command in (
     scheduler_command,
     schedules_group,
     plugins_command,
+    prune_command,
     db_group,
     config_group,
 ):

@@ -1,11 +1,12 @@
-"""``taskrt enqueue`` and ``taskrt task show|cancel``."""
+"""``taskrt enqueue`` and ``taskrt task show|list|retry|cancel``."""
 
 from __future__ import annotations
 
 import json
 import sys
 import uuid
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ import click
 from taskrt.cli.output import print_json, print_table
 from taskrt.cli.state import get_state
 from taskrt.exceptions import ValidationError
-from taskrt.records import TaskRecord, TaskStatus
+from taskrt.ids import parse_uuid
+from taskrt.records import RunRecord, TaskRecord, TaskStatus
 
 
 def parse_payload(text: str | None) -> Any:
@@ -213,3 +215,133 @@ def cancel_command(task_id: str, as_json: bool) -> None:
         click.echo(f"task {task.id} cancelled")
     else:
         click.echo(f"task {task.id} is running; cancellation requested")
+
+
+def parse_when(text: str, option: str) -> datetime:
+    """A time on the command line: ISO 8601 with a time zone (``2026-12-01T09:00Z``), or a
+    duration meaning that long ago (``2h``, ``7d``, ``30m``)."""
+    from taskrt.settings_values import parse_duration
+
+    try:
+        return datetime.now(UTC) - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(
+            f"{option}: {text!r} is neither an ISO time (2026-12-01T09:00Z) nor a duration "
+            "ago (2h, 7d)"
+        ) from None
+    if stamp.tzinfo is None:
+        raise ValidationError(f"{option}: {text!r} has no time zone (add Z or +00:00)")
+    return stamp
+
+
+def _when(option: str) -> Callable[[click.Context, click.Parameter, str | None], datetime | None]:
+    def convert(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+        return None if value is None else parse_when(value, option)
+
+    return convert
+
+
+@task_group.command("list")
+@click.option(
+    "--status", type=click.Choice([s.value for s in TaskStatus]), help="Only this status."
+)
+@click.option("--queue", help="Only tasks of this queue.")
+@click.option("--type", "name", help="Only tasks of this type (task name).")
+@click.option(
+    "--kind",
+    type=click.Choice(["immediate", "scheduled", "all"]),
+    default="immediate",
+    show_default=True,
+    help="Tasks to run, the templates schedules fire, or both.",
+)
+@click.option("--created-after", callback=_when("--created-after"), help="ISO time or 2h (ago).")
+@click.option("--created-before", callback=_when("--created-before"), help="ISO time or 2h.")
+@click.option("--finished-after", callback=_when("--finished-after"), help="ISO time or 2h.")
+@click.option("--finished-before", callback=_when("--finished-before"), help="ISO time or 2h.")
+@click.option("--error-type", help="Only tasks whose last failed run raised this error type.")
+@click.option("--dedup-key", help="Only tasks with this dedup key.")
+@click.option(
+    "--payload",
+    "payload",
+    multiple=True,
+    metavar="PATH=VALUE",
+    help="Only tasks whose payload holds VALUE at PATH (customer_id=42, region.code=eu; "
+    '"42" in quotes is the string). Repeatable: all must hold.',
+)
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option("--cursor", help="The next cursor printed by the previous page.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: the tasks and next_cursor.")
+def list_command(
+    status: str | None,
+    queue: str | None,
+    name: str | None,
+    kind: str,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    finished_after: datetime | None,
+    finished_before: datetime | None,
+    error_type: str | None,
+    dedup_key: str | None,
+    payload: tuple[str, ...],
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """Search tasks, newest first: every filter given must hold (docs/how-to/search.md)."""
+    from taskrt.store.search import PayloadMatch, TaskSearch, decode_cursor, encode_cursor
+
+    search = TaskSearch(
+        status=status,
+        queue=queue,
+        name=name,
+        kind=None if kind == "all" else kind,
+        created_after=created_after,
+        created_before=created_before,
+        finished_after=finished_after,
+        finished_before=finished_before,
+        error_type=error_type,
+        dedup_key=dedup_key,
+        payload=tuple(PayloadMatch.parse(p, sep="=", option="--payload") for p in payload),
+    )
+    before = None
+    if cursor is not None:
+        before = parse_uuid(decode_cursor("t", cursor) or "")
+        if before is None:
+            raise ValidationError(f"--cursor: {cursor!r} is not a cursor this command printed")
+    service = get_state().service
+    found = service.list_tasks(search, limit=limit + 1, before=before)
+    page = found[:limit]
+    next_cursor = encode_cursor("t", str(page[-1].id)) if len(found) > limit else None
+    latest = service.store.latest_runs([t.id for t in page])
+    if as_json:
+        items = [_item(t, latest.get(t.id)) for t in page]
+        print_json({"items": items, "next_cursor": next_cursor})
+        return
+    print_table(
+        None,
+        ["task", "type", "queue", "status", "created", "finished", "last error"],
+        [_row(t, latest.get(t.id)) for t in page],
+    )
+    if next_cursor is not None:
+        click.echo(f"more: --cursor {next_cursor}", err=True)
+
+
+def _item(task: TaskRecord, run: RunRecord | None) -> dict[str, Any]:
+    return {**task.to_dict(runs=False), "latest_run": run.to_dict() if run is not None else None}
+
+
+def _row(task: TaskRecord, run: RunRecord | None) -> tuple[str, ...]:
+    error = run.error_type if run is not None and run.error_type else ""
+    return (
+        str(task.id),
+        task.name,
+        task.queue,
+        task.status.value,
+        task.created_at.isoformat(timespec="seconds"),
+        task.finished_at.isoformat(timespec="seconds") if task.finished_at else "",
+        error,
+    )

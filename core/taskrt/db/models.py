@@ -11,6 +11,9 @@ A column is NOT NULL exactly where it says ``nullable=False`` (primary keys alwa
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import sqlalchemy as sa
 
 from taskrt.db.types import BigIntId, JSONType, UTCDateTime, db_now
@@ -78,7 +81,46 @@ tasks = sa.Table(
     sa.Index("ix_tasks_status_id", "status", "id"),
     sa.Index("ix_tasks_queue_name_status_id", "queue_name", "status", "id"),
     sa.Index("ix_tasks_name_id", "name", "id"),
+    # Pruning (docs/how-to/retention.md) and search by finish time: finished tasks of one
+    # status, oldest first.
+    sa.Index(
+        "ix_tasks_status_finished_at",
+        "status",
+        "finished_at",
+        postgresql_where=sa.text("finished_at IS NOT NULL"),
+        sqlite_where=sa.text("finished_at IS NOT NULL"),
+    ),
+    # Search (docs/how-to/search.md): dedup keys and payload equality, partial where the column
+    # is mostly empty, so an enqueue writes no entry for them.
+    sa.Index(
+        "ix_tasks_dedup_key_id",
+        "dedup_key",
+        "id",
+        postgresql_where=sa.text("dedup_key IS NOT NULL"),
+        sqlite_where=sa.text("dedup_key IS NOT NULL"),
+    ),
+    # ``payload @> '{"customer_id": 42}'``; PostgreSQL only (SQLite reads json_extract).
+    sa.Index(
+        "ix_tasks_payload",
+        "payload",
+        postgresql_using="gin",
+        postgresql_ops={"payload": "jsonb_path_ops"},
+    ).ddl_if(dialect="postgresql"),
 )
+
+POSTGRESQL_ONLY = frozenset({"ix_tasks_payload"})
+"""Schema objects that exist on PostgreSQL only (declared with ``ddl_if``)."""
+
+
+def include_object(dialect_name: str) -> Callable[..., bool]:
+    """An Alembic ``include_object`` hook for ``dialect_name``: schema comparisons leave out
+    the objects declared for PostgreSQL only when the database is another one."""
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        return dialect_name == "postgresql" or name not in POSTGRESQL_ONLY
+
+    return include
+
 
 # One attempt of a task. A retry is a new run with ``attempt + 1``.
 task_runs = sa.Table(
@@ -126,6 +168,14 @@ task_runs = sa.Table(
         "available_at",
         postgresql_where=sa.text("status = 'queued'"),
         sqlite_where=sa.text("status = 'queued'"),
+    ),
+    # Runs that raised, by error type: search by the error type of a task's last failed run.
+    sa.Index(
+        "ix_task_runs_error_type_task_id",
+        "error_type",
+        "task_id",
+        postgresql_where=sa.text("error_type IS NOT NULL"),
+        sqlite_where=sa.text("error_type IS NOT NULL"),
     ),
     # Running runs by lease deadline: reaping expired leases.
     sa.Index(

@@ -259,3 +259,13 @@ CLAIMS_UNDONE = _counter(
     "queued again and put back in its queue; its handler runs again under the same attempt.",
     RUN_LABELS,
 )
+
+# --- history ----------------------------------------------------------------------------------
+
+ROWS_PRUNED = _counter(
+    "taskrt_rows_pruned",
+    "Rows pruning deleted (docs/how-to/retention.md), by table: tasks, runs, audit, "
+    "schedule_fires; counted by the process that deleted them (a worker's maintenance pass, "
+    "`taskrt prune`, or the API's `POST /api/v1/admin/prune`).",
+    ("table",),
+)

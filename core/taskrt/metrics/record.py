@@ -6,7 +6,7 @@ The run outcomes a worker writes by the thousand a second are counted in :mod:`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from taskrt.metrics.catalog import (
     API_REQUEST_DURATION,
@@ -17,6 +17,7 @@ from taskrt.metrics.catalog import (
     HANDLERS_ABANDONED,
     OUTCOMES_UNWRITABLE,
     REDIS_REBUILDS,
+    ROWS_PRUNED,
     RUNS_HANDED_BACK,
     RUNS_NOT_DUE,
     SCHEDULER_FIRE_LAG,
@@ -85,3 +86,10 @@ def api_request(method: str, route: str, status: int, seconds: float) -> None:
     """Count one answered HTTP request."""
     API_REQUESTS.labels(method, route, str(status)).inc()
     API_REQUEST_DURATION.labels(method, route).observe(seconds)
+
+
+def rows_pruned(counts: Mapping[str, int]) -> None:
+    """Count rows pruning deleted, given per table."""
+    for table, count in counts.items():
+        if count:
+            ROWS_PRUNED.labels(table).inc(count)

@@ -16,6 +16,7 @@ from taskrt.records.queue import (
     WorkerIdentity,
 )
 from taskrt.records.views import (
+    FINISHED_TASK_STATUSES,
     LIVE_RUN_STATUSES,
     LIVE_TASK_STATUSES,
     TERMINAL_TASK_STATUSES,
@@ -37,6 +38,7 @@ from taskrt.records.views import (
 from taskrt.records.writes import Actor, Enqueued, TaskInsert
 
 __all__ = [
+    "FINISHED_TASK_STATUSES",
     "LIVE_RUN_STATUSES",
     "LIVE_TASK_STATUSES",
     "TERMINAL_TASK_STATUSES",

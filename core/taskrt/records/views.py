@@ -28,6 +28,9 @@ class TaskStatus(StrEnum):
 
 TERMINAL_TASK_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 LIVE_TASK_STATUSES = ("pending", "queued", "running", "retrying")
+FINISHED_TASK_STATUSES = ("completed", "failed", "cancelled")
+"""The terminal statuses as plain strings: the only ones with a finish time, and the only
+ones pruning touches."""
 
 
 class RunStatus(StrEnum):

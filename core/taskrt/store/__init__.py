@@ -13,6 +13,7 @@ from taskrt.store.api_keys import ApiKeyRecord, ApiKeyStore
 from taskrt.store.audit import AuditRecord, AuditStore
 from taskrt.store.claims import ClaimStore
 from taskrt.store.outbox import OutboxStore
+from taskrt.store.pruning import PruneStore
 from taskrt.store.queues import QueueStateStore
 from taskrt.store.reaping import ReapStore
 from taskrt.store.replay import TaskChangeStore
@@ -36,6 +37,7 @@ class Store(
     AuditStore,
     ApiKeyStore,
     ScheduleStore,
+    PruneStore,
 ):
     """The durable record: tasks, runs, outbox, workers, queue state, the audit log, API keys
     and schedules.

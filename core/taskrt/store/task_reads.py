@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -13,6 +15,7 @@ from taskrt.exceptions import NotFoundError
 from taskrt.records import RunRecord, TaskRecord
 from taskrt.store.base import RUNS, TASKS, StoreBase
 from taskrt.store.mappers import run_from_row, task_from_row, task_with_latest_run
+from taskrt.store.search import TaskSearch, search_statement
 
 
 class TaskReadStore(StoreBase):
@@ -51,27 +54,17 @@ class TaskReadStore(StoreBase):
 
     def list_tasks(
         self,
+        search: TaskSearch | None = None,
         *,
-        status: str | None = None,
-        queue: str | None = None,
-        name: str | None = None,
-        kind: str | None = "immediate",
         limit: int = 50,
         before: uuid.UUID | None = None,
+        **filters: Any,
     ) -> list[TaskRecord]:
-        """Tasks newest first, filtered; ``before`` is the keyset cursor (an id). ``kind``
-        ``immediate`` (the default) leaves out the templates schedules fire; None lists both."""
-        stmt = sa.select(TASKS).order_by(TASKS.c.id.desc()).limit(limit)
-        if kind:
-            stmt = stmt.where(TASKS.c.type == kind)
-        if status:
-            stmt = stmt.where(TASKS.c.status == status)
-        if queue:
-            stmt = stmt.where(TASKS.c.queue_name == queue)
-        if name:
-            stmt = stmt.where(TASKS.c.name == name)
-        if before is not None:
-            stmt = stmt.where(TASKS.c.id < before)
+        """Tasks newest first matching ``search`` and/or the :class:`TaskSearch` fields given
+        as keywords (``status="failed", queue="emails"``); ``before`` is the keyset cursor (the
+        last id of the previous page). Schedule templates are left out unless ``kind`` asks."""
+        search = replace(search or TaskSearch(), **filters)
+        stmt = search_statement(search, limit=limit, before=before)
         with self.connection() as conn:
             return [task_from_row(row) for row in conn.execute(stmt).mappings()]
 

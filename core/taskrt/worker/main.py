@@ -31,6 +31,7 @@ from taskrt.exceptions import ValidationError
 from taskrt.handlers import check_queue_name
 from taskrt.ids import uuid7
 from taskrt.outcomes import OutcomeBuilder
+from taskrt.prune import Pruner, PruneTimer
 from taskrt.queue.base import QueueBackend
 from taskrt.records import (
     ClaimedRun,
@@ -192,6 +193,7 @@ class Worker:
             runtime.observers,
             interval=self.settings.maintenance_interval,
             reconcile_interval=self.settings.reconcile_interval,
+            pruning=PruneTimer(Pruner(store, self.settings), self.settings.retention_interval),
         )
 
     # --- bookkeeping ----------------------------------------------------------------------

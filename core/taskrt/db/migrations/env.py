@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from taskrt.db.models import metadata
+from taskrt.db.models import include_object, metadata
 
 config = context.config
 
@@ -17,6 +17,7 @@ def run_migrations_online() -> None:
             target_metadata=metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            include_object=include_object(connection.dialect.name),
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -102,6 +102,11 @@ class Dialect(ABC):
         """Let ``conn``'s transaction commit without waiting for the WAL flush, where the
         database can (for writes whose loss costs nothing but a repeat)."""
 
+    def try_exclusive(self, conn: Connection, key: int) -> bool:
+        """Take the transaction-scoped lock ``key`` if no other transaction holds it, saying
+        whether it did (SQLite serializes writers instead: always True there)."""
+        return True
+
     def raw_statement(self, *, relaxed: bool = False) -> AbstractContextManager[Any]:
         """The driver connection for hot statements (PostgreSQL only)."""
         raise NotImplementedError(f"{self.name} has no raw statement path")

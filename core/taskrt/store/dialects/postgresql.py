@@ -83,6 +83,9 @@ class PostgresDialect(Dialect):
     def relax_commit(self, conn: Connection) -> None:
         conn.exec_driver_sql(statements.RELAX_COMMIT)
 
+    def try_exclusive(self, conn: Connection, key: int) -> bool:
+        return bool(conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(key))).scalar_one())
+
     def raw_statement(self, *, relaxed: bool = False) -> Any:
         return self.raw.statement(relaxed=relaxed)
 
