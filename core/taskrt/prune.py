@@ -14,6 +14,7 @@ import gzip
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -36,13 +37,14 @@ log = logging.getLogger("taskrt.prune")
 __all__ = [
     "FINISHED_STATUSES",
     "Archive",
+    "AutoPruner",
     "PruneCounts",
     "PruneRequest",
-    "PruneTimer",
     "Pruner",
     "archive_line",
     "parse_older_than",
     "parse_statuses",
+    "pause_after",
 ]
 
 TABLES = ("tasks", "runs", "audit", "schedule_fires")
@@ -123,6 +125,11 @@ class PruneCounts:
     def any(self) -> bool:
         """Whether anything was (or would be) deleted."""
         return any(self.to_dict().values())
+
+    def add(self, other: PruneCounts) -> None:
+        """Add ``other``'s rows to these."""
+        for table in TABLES:
+            setattr(self, table, getattr(self, table) + getattr(other, table))
 
     def __str__(self) -> str:
         return ", ".join(f"{t}={n}" for t, n in self.to_dict().items())
@@ -279,46 +286,87 @@ class Pruner:
         return total, True
 
     def step(self) -> PruneCounts | None:
-        """The automatic step: at most one batch per table, holding the prune lock (None:
-        another process holds it). Counted in ``taskrt_rows_pruned``."""
+        """One automatic step: at most one batch per table, holding the prune lock (None:
+        another process holds it); ``more`` when a table gave a full batch, so more is likely
+        due. Counted in ``taskrt_rows_pruned``."""
         selection, audit_age, fires_age = self._ages(PruneRequest())
-        batch = self.store.prune_tasks(selection, limit=self.batch_size, exclusive=True)
+        size = self.batch_size
+        batch = self.store.prune_tasks(selection, limit=size, exclusive=True)
         if batch is None:
             return None
         counts = PruneCounts(tasks=batch.tasks, runs=batch.runs)
-        counts.audit = (
-            self.store.prune_history("audit", audit_age, limit=self.batch_size, exclusive=True) or 0
-        )
+        counts.audit = self.store.prune_history("audit", audit_age, limit=size, exclusive=True) or 0
         counts.schedule_fires = (
-            self.store.prune_history(
-                "schedule_fires", fires_age, limit=self.batch_size, exclusive=True
-            )
-            or 0
+            self.store.prune_history("schedule_fires", fires_age, limit=size, exclusive=True) or 0
         )
+        counts.more = size in (counts.tasks, counts.audit, counts.schedule_fires)
         metrics.rows_pruned(counts.to_dict())
         return counts
 
 
-class PruneTimer:
-    """Runs :meth:`Pruner.step` from a loop at most once per ``interval`` seconds, logging
-    one line per step that removed anything; 0 never runs it."""
+class AutoPruner:
+    """Automatic pruning, on a thread of each worker: every ``interval`` seconds it asks for
+    the pruning turn (one worker of the fleet holds it at a time); holding it, it works the
+    backlog off one step after another, sleeping between steps so that pruning takes at most
+    ``duty`` of its time, until a step finds less than a batch due. One log line per turn
+    (and per minute of a long one) says what went. An ``interval`` of 0 never prunes."""
 
-    def __init__(self, pruner: Pruner, interval: float) -> None:
+    LOG_EVERY = 60.0
+    """Seconds between log lines while a long turn goes on."""
+
+    def __init__(self, pruner: Pruner, *, interval: float, duty: float) -> None:
         self.pruner = pruner
         self.interval = interval
-        self._next = time.monotonic() + min(interval, 5.0)
+        self.duty = duty
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="taskrt-pruner", daemon=True)
 
-    def tick(self) -> PruneCounts | None:
-        """Prune one step if it is time; a failure is logged and retried next interval."""
-        now = time.monotonic()
-        if self.interval <= 0 or now < self._next:
-            return None
-        self._next = now + self.interval
-        try:
-            counts = self.pruner.step()
-        except Exception as exc:  # a store outage: the next interval tries again
-            log.warning("pruning failed: %s", exc)
-            return None
-        if counts is not None and counts.any():
-            log.info("pruned: %s", counts)
-        return counts
+    def start(self) -> None:
+        """Start the thread (unless automatic pruning is off); its first turn comes after a
+        few seconds, so a starting fleet does not prune before it works."""
+        if self.interval > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the step in progress (each step is its own transactions)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(30)
+
+    def _loop(self) -> None:
+        wait = min(self.interval, 5.0)
+        while not self._stop.wait(wait):
+            try:
+                self.turn()
+            except Exception as exc:  # a store outage: the next interval tries again
+                log.warning("pruning failed: %s", exc)
+            wait = self.interval
+
+    def turn(self) -> PruneCounts | None:
+        """One turn: None when another worker holds it, else everything it removed."""
+        total = PruneCounts()
+        with self.pruner.store.pruning_turn() as held:
+            if not held:
+                return None
+            logged = time.monotonic()
+            while True:
+                started = time.monotonic()
+                counts = self.pruner.step()
+                if counts is None:  # a manual exclusive prune holds the batch lock
+                    break
+                total.add(counts)
+                now = time.monotonic()
+                if now - logged >= self.LOG_EVERY and total.any():
+                    log.info("pruning: %s so far", total)
+                    logged = now
+                if not counts.more or self._stop.wait(pause_after(now - started, self.duty)):
+                    break
+        if total.any():
+            log.info("pruned: %s", total)
+        return total
+
+
+def pause_after(busy: float, duty: float) -> float:
+    """Seconds to sleep after ``busy`` seconds of work so that work takes ``duty`` of the
+    time (duty 1: no pause)."""
+    return busy * (1.0 - duty) / duty

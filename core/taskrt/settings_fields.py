@@ -317,9 +317,19 @@ class BaseFields(BaseSettings):
         default=60.0,
         ge=0,
         description=(
-            "Seconds between automatic pruning steps in each worker's maintenance pass; each "
-            "step deletes at most one batch per table, and only one process prunes at a time. "
-            "0 turns automatic pruning off (`taskrt prune` still works)."
+            "Seconds between a worker's looks for history to prune; one worker of the fleet "
+            "prunes at a time, working off what is due before it waits again. 0 turns "
+            "automatic pruning off (`taskrt prune` still works)."
+        ),
+    )
+    retention_duty: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description=(
+            "While automatic pruning works off a backlog, the share of its time it spends "
+            "deleting: after each batch it sleeps so that deleting takes at most this share "
+            "(1: no pauses). Keeps pruning from taking the machine from claims and finishes."
         ),
     )
 

@@ -175,7 +175,8 @@ def test_worker_maintenance_prunes_history_and_spares_live_work(
     assert statuses == {"queued": 3, "running": 3, "retrying": 3}
     assert history.counts(engine)["audit_log"] == 3
     assert history.orphans(engine) == (0, 0)
-    assert "pruned: tasks=10" in worker.log()  # one batch per step, one line per step
+    # batches of 10, one turn working the backlog off, one line for the turn
+    assert "pruned: tasks=35, runs=65, audit=12, schedule_fires=1" in worker.log()
 
 
 def test_prune_on_sqlite(sqlite_url: str, tmp_path: Path) -> None:

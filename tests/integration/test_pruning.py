@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from taskrt.db.engine import create_engine
 from taskrt.exceptions import ValidationError
-from taskrt.prune import Archive, Pruner, PruneRequest
+from taskrt.prune import Archive, AutoPruner, PruneCounts, Pruner, PruneRequest
 from taskrt.records import Actor
 from taskrt.settings import load_settings
 from taskrt.store import Store
@@ -173,7 +173,44 @@ def test_step_takes_one_batch_per_table(store: Store) -> None:
     step = pruner(store, retention_batch_size=10).step()
     assert step is not None
     assert step.to_dict() == {"tasks": 10, "runs": 10, "audit": 10, "schedule_fires": 0}
+    assert step.more  # a full batch: more is likely due
     assert history.counts(store.engine)["tasks"] == 15
+
+
+def test_a_turn_works_the_backlog_off_in_steps(store: Store) -> None:
+    history.seed_tasks(store.engine, 25, "completed", age=2 * DAY)
+    history.seed_tasks(store.engine, 3, "queued")
+    auto = AutoPruner(pruner(store, retention_batch_size=10), interval=60, duty=1.0)
+    total = auto.turn()
+    assert total is not None
+    assert (total.tasks, total.runs) == (25, 25)
+    assert history.counts(store.engine)["tasks"] == 3
+    assert auto.turn() == PruneCounts()  # nothing due: a turn that removes nothing
+
+
+def test_one_worker_of_the_fleet_has_the_turn(pg_url: str) -> None:
+    store, other = Store(create_engine(pg_url)), Store(create_engine(pg_url))
+    try:
+        history.seed_tasks(store.engine, 5, "completed", age=2 * DAY)
+        with other.pruning_turn() as held:  # another worker working a backlog off
+            assert held
+            assert AutoPruner(pruner(store), interval=60, duty=1.0).turn() is None
+            assert history.counts(store.engine)["tasks"] == 5
+        total = AutoPruner(pruner(store), interval=60, duty=1.0).turn()
+        assert total is not None
+        assert total.tasks == 5
+    finally:
+        store.dispose()
+        other.dispose()
+
+
+def test_a_stopped_pruner_ends_its_turn_at_the_next_pause(store: Store) -> None:
+    history.seed_tasks(store.engine, 30, "completed", age=2 * DAY)
+    auto = AutoPruner(pruner(store, retention_batch_size=10), interval=60, duty=0.01)
+    auto.stop()  # before the turn: the first pause (99 times the step) ends it at once
+    total = auto.turn()
+    assert total is not None
+    assert total.tasks == 10
 
 
 def test_step_yields_to_another_pruner(pg_url: str) -> None:

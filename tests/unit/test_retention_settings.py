@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from taskrt.exceptions import ConfigurationError
+from taskrt.prune import pause_after
 from taskrt.settings import load_settings
 from taskrt.settings_values import parse_duration
 
@@ -42,3 +43,17 @@ def test_a_bad_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASKRT_RETENTION_AUDIT", "a year")
     with pytest.raises(ConfigurationError, match="retention_audit"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("busy", "duty", "pause"), [(1.0, 1.0, 0.0), (1.0, 0.25, 3.0), (0.2, 0.5, 0.2)]
+)
+def test_pause_after_keeps_the_duty_cycle(busy: float, duty: float, pause: float) -> None:
+    assert pause_after(busy, duty) == pytest.approx(pause)
+    assert busy / (busy + pause_after(busy, duty)) == pytest.approx(duty)
+
+
+def test_duty_is_a_share() -> None:
+    for bad in (0, 1.5):
+        with pytest.raises(ConfigurationError, match="retention_duty"):
+            load_settings(retention_duty=bad)

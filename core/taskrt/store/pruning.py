@@ -9,7 +9,8 @@ selected, never schedule templates (docs/how-to/retention.md).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,6 +27,8 @@ FINISHED_STATUSES = FINISHED_TASK_STATUSES
 
 PRUNE_LOCK_KEY = 0x74726B70_7275
 """The PostgreSQL advisory lock automatic pruning holds, so one process prunes at a time."""
+PRUNE_TURN_KEY = 0x74726B70_7274
+"""The PostgreSQL session lock the one worker working off a pruning backlog holds meanwhile."""
 
 HistoryTable = Literal["audit", "schedule_fires"]
 
@@ -212,6 +215,24 @@ class PruneStore(StoreBase):
                     sa.select(sa.func.count()).select_from(rows).where(when < _age_cutoff(age))
                 ).scalar_one()
             )
+
+    @contextmanager
+    def pruning_turn(self) -> Iterator[bool]:
+        """Whether this process got the pruning turn, held until the block ends: a session
+        lock on a connection of its own, so one worker of a fleet works a backlog off at a
+        time (another one's :meth:`pruning_turn` yields False meanwhile). A worker that dies
+        holding it loses it with its connection."""
+        with self.engine.connect() as conn:
+            held = self.sql.try_hold(conn, PRUNE_TURN_KEY)
+            try:
+                yield held
+            finally:
+                if held:
+                    try:
+                        self.sql.release(conn, PRUNE_TURN_KEY)
+                    except Exception:  # the connection broke: its session and lock end with it
+                        conn.invalidate()
+                        raise
 
     def audit_prune(self, actor: Actor | None, details: dict[str, Any]) -> None:
         """Write the audit row of a prune someone asked for (action ``history.prune``)."""

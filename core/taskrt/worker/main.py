@@ -31,7 +31,7 @@ from taskrt.exceptions import ValidationError
 from taskrt.handlers import check_queue_name
 from taskrt.ids import uuid7
 from taskrt.outcomes import OutcomeBuilder
-from taskrt.prune import Pruner, PruneTimer
+from taskrt.prune import AutoPruner, Pruner
 from taskrt.queue.base import QueueBackend
 from taskrt.records import (
     ClaimedRun,
@@ -193,7 +193,11 @@ class Worker:
             runtime.observers,
             interval=self.settings.maintenance_interval,
             reconcile_interval=self.settings.reconcile_interval,
-            pruning=PruneTimer(Pruner(store, self.settings), self.settings.retention_interval),
+        )
+        self.pruner = AutoPruner(
+            Pruner(store, self.settings),
+            interval=self.settings.retention_interval,
+            duty=self.settings.retention_duty,
         )
 
     # --- bookkeeping ----------------------------------------------------------------------
@@ -339,6 +343,7 @@ class Worker:
         self.executor.start_watchdog()
         if self.options.maintenance:
             self.maintenance.start()
+            self.pruner.start()
         self.runtime.observers.notify("worker_startup", worker=self.info)
         log.info(
             "worker %s (%s) started: queues %s, concurrency %d, backend %s",
@@ -406,6 +411,7 @@ class Worker:
         self.heartbeat.stop()
         self.executor.stop_watchdog()
         self.maintenance.stop()
+        self.pruner.stop()
         self.runtime.observers.notify("worker_shutdown", worker=self.info)
         try:
             self.store.worker_stopped(self.id)

@@ -1,6 +1,6 @@
 """The maintenance thread every worker runs: promote, reap, relay, mark silent workers offline
-and, now and then, reconcile and prune the history by the retention settings. Each step is safe
-to run in every worker at once (pruning takes a lock, so one worker prunes at a time).
+and, now and then, reconcile. Each step is safe to run in every worker at once. (Pruning the
+history has a thread of its own: :class:`taskrt.prune.AutoPruner`.)
 
 Runs a pass reaped are reported as the "runs lost" event, with the retry or dead letter that
 followed each (docs/concepts/events.md); metrics and log lines about them are its subscribers."""
@@ -13,7 +13,6 @@ import time
 
 from taskrt.events import Events
 from taskrt.plugins import Observers
-from taskrt.prune import PruneTimer
 from taskrt.queue.base import QueueBackend
 
 log = logging.getLogger("taskrt.maintenance")
@@ -29,14 +28,12 @@ class Maintenance:
         *,
         interval: float,
         reconcile_interval: float,
-        pruning: PruneTimer | None = None,
     ) -> None:
         self.backend = backend
         self.observers = observers
         self.events = Events(observers)
         self.interval = interval
         self.reconcile_interval = reconcile_interval
-        self.pruning = pruning
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="taskrt-maintenance", daemon=True)
 
@@ -64,6 +61,4 @@ class Maintenance:
                 self.events.runs_lost(report.lost)  # counted and logged by its subscribers
             except Exception as exc:  # a store or Redis outage: try again next pass
                 log.warning("maintenance pass failed: %s", exc)
-            if self.pruning is not None:
-                self.pruning.tick()  # one small batch per table, at most once an interval
             self._stop.wait(self.interval)

@@ -107,6 +107,15 @@ class Dialect(ABC):
         whether it did (SQLite serializes writers instead: always True there)."""
         return True
 
+    def try_hold(self, conn: Connection, key: int) -> bool:
+        """Take the session-scoped lock ``key`` on ``conn`` if no other session holds it, saying
+        whether it did; it lasts until :meth:`release` or the connection's end (always True on
+        SQLite)."""
+        return True
+
+    def release(self, conn: Connection, key: int) -> None:  # noqa: B027 - nothing to give back
+        """Give back the session lock :meth:`try_hold` took on ``conn``."""
+
     def raw_statement(self, *, relaxed: bool = False) -> AbstractContextManager[Any]:
         """The driver connection for hot statements (PostgreSQL only)."""
         raise NotImplementedError(f"{self.name} has no raw statement path")

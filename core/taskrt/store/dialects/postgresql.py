@@ -86,6 +86,15 @@ class PostgresDialect(Dialect):
     def try_exclusive(self, conn: Connection, key: int) -> bool:
         return bool(conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(key))).scalar_one())
 
+    def try_hold(self, conn: Connection, key: int) -> bool:
+        held = conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar_one()
+        conn.commit()  # end the implicit transaction; the session lock stays
+        return bool(held)
+
+    def release(self, conn: Connection, key: int) -> None:
+        conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
+        conn.commit()
+
     def raw_statement(self, *, relaxed: bool = False) -> Any:
         return self.raw.statement(relaxed=relaxed)
 
