@@ -12,6 +12,8 @@ Errors (something went wrong)::
     │   ├── UnknownTaskError        no plugin registered that task name
     │   └── PayloadValidationError  the payload does not fit the handler's model
     ├── NotFoundError               no such task, schedule, API key, ...
+    │   └── UnknownTenantError      no such tenant
+    ├── QuotaExceededError          a tenant's quota refuses the enqueue
     ├── InvalidStateError           the object exists but cannot make that move now
     ├── BackendUnavailableError     PostgreSQL, SQLite or Redis did not answer
     └── NonRetryableError           raised by a handler: dead-letter now, do not retry
@@ -103,6 +105,34 @@ class PayloadValidationError(ValidationError):
 
 class NotFoundError(TaskrtError):
     """The task, run, schedule or key asked for does not exist."""
+
+
+class UnknownTenantError(NotFoundError):
+    """No tenant of that name exists."""
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        super().__init__(f"unknown tenant {tenant!r}")
+
+
+class QuotaExceededError(TaskrtError):
+    """A tenant's quota refuses the enqueue: too many queued tasks, or too fast.
+
+    ``quota`` is ``"max-queued"`` or ``"enqueue-rate"``; ``limit`` the configured value;
+    ``retry_after`` the seconds after which the enqueue may succeed (None when unknown).
+    """
+
+    def __init__(
+        self, tenant: str, quota: str, limit: int | str, retry_after: float | None = None
+    ) -> None:
+        self.tenant = tenant
+        self.quota = quota
+        self.limit = limit
+        self.retry_after = retry_after
+        message = f"tenant {tenant!r} exceeded its {quota} quota ({limit})"
+        if retry_after is not None:
+            message += f"; retry after {retry_after:.3g}s"
+        super().__init__(message)
 
 
 class InvalidStateError(TaskrtError):

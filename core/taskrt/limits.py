@@ -62,6 +62,22 @@ RETRY_DELAY_LIMIT = float(TEN_YEARS)
 """Longest delay before a retry that any setting or retry strategy may ask for (ten years).
 ``TASKRT_MAX_RETRY_DELAY`` (30 days by default) caps lower."""
 
+# --- tenants ----------------------------------------------------------------------------------
+
+TENANT_NAME_MAX = 64
+"""Longest tenant name (the ``tenant`` columns are ``varchar(64)``)."""
+
+TENANT_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+"""A tenant name: lower-case letters, digits, ``_`` and ``-``, starting with a letter or digit.
+No ``/ { } : .`` and no upper case, so a name is safe in queue addresses, Redis hash tags and
+channels, and Prometheus labels."""
+
+TENANT_WEIGHT_MAX = 1000
+"""Largest fair-dequeue weight of a tenant (the smallest is 1)."""
+
+RESERVED_TENANTS = frozenset({"*"})
+"""Names no tenant may take: ``*`` marks a worker serving several tenants."""
+
 # --- batches ----------------------------------------------------------------------------------
 
 SERVICE_BATCH_MAX = 10_000
@@ -83,12 +99,16 @@ __all__ = [
     "QUEUE_NAME_MAX",
     "QUEUE_NAME_PATTERN",
     "REQUEST_SECONDS_MAX",
+    "RESERVED_TENANTS",
     "RETRY_DELAY_LIMIT",
     "SERVICE_BATCH_MAX",
     "SERVICE_DELAY_MAX",
     "STRATEGY_NAME_PATTERN",
     "TASK_NAME_MAX",
     "TASK_NAME_PATTERN",
+    "TENANT_NAME_MAX",
+    "TENANT_NAME_PATTERN",
+    "TENANT_WEIGHT_MAX",
     "TEN_YEARS",
     "TRACE_ID_MAX",
 ]

@@ -320,7 +320,7 @@ def test_every_filter_reads_an_index(big_pg_url: str, label: str) -> None:
     ("index", "label"),
     [
         ("ix_tasks_payload", "payload"),
-        ("ix_tasks_dedup_key_id", "dedup key"),
+        ("ix_tasks_tenant_dedup_key_id", "dedup key"),
         ("ix_task_runs_error_type_task_id", "error type"),
     ],
 )

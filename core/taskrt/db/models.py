@@ -1,4 +1,4 @@
-"""The schema: tasks and runs, schedules and fires, workers, outbox, audit log, API keys.
+"""The schema: tenants, tasks and runs, schedules and fires, workers, outbox, audit log, API keys.
 
 PostgreSQL is the truth (docs/concepts/backends.md). Statuses are plain strings guarded by CHECK
 constraints rather than native enums, so adding a status is an ordinary migration on both
@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from taskrt.db.types import BigIntId, JSONType, UTCDateTime, db_now
-from taskrt.records import LIVE_RUN_STATUSES, LIVE_TASK_STATUSES
+from taskrt.records import DEFAULT_TENANT, LIVE_RUN_STATUSES, LIVE_TASK_STATUSES
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -31,7 +31,7 @@ TASK_STATUSES = ("pending", "queued", "running", "retrying", "completed", "faile
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "lost", "cancelled")
 WORKER_STATUSES = ("online", "draining", "offline")
 MISFIRE_POLICIES = ("skip", "coalesce", "all")
-ROLES = ("reader", "producer", "admin")
+ROLES = ("reader", "producer", "admin", "operator")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -42,11 +42,48 @@ metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 """All tables, carrying the constraint naming convention Alembic relies on."""
 
 
+def _tenant_column(*args: Any) -> sa.Column[str]:
+    """The ``tenant`` column every tenant-owned table carries; rows written without one
+    belong to the default tenant. ``args`` may add a foreign key."""
+    return sa.Column("tenant", sa.String(64), *args, nullable=False, server_default=DEFAULT_TENANT)
+
+
+# A tenant: its fair-dequeue weight and its quotas (NULL means unlimited). The hot tables
+# (tasks, task_runs, outbox) carry a tenant name without a foreign key: the service checks it.
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("weight", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("max_queued", sa.Integer),
+    sa.Column("enqueue_rate", sa.String(32)),
+    sa.Column("created_at", UTCDateTime, nullable=False, server_default=db_now()),
+    sa.Column("updated_at", UTCDateTime, nullable=False, server_default=db_now()),
+    sa.CheckConstraint("weight BETWEEN 1 AND 1000", name="weight"),
+    sa.CheckConstraint("max_queued >= 0", name="max_queued"),
+)
+
+# The enqueue-rate token bucket of a tenant with a rate quota.
+tenant_quota_state = sa.Table(
+    "tenant_quota_state",
+    metadata,
+    sa.Column(
+        "tenant",
+        sa.String(64),
+        sa.ForeignKey("tenants.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Column("refilled_at", UTCDateTime, nullable=False),
+)
+
+
 # A unit of work, or (``type='scheduled'``) the template a schedule fires.
 tasks = sa.Table(
     "tasks",
     metadata,
     sa.Column("id", sa.Uuid, primary_key=True),
+    _tenant_column(),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("type", sa.String(16), nullable=False, default="immediate"),
     sa.Column("priority", sa.SmallInteger, nullable=False, default=0),
@@ -69,20 +106,23 @@ tasks = sa.Table(
     sa.CheckConstraint(_in("status", TASK_STATUSES), name="status"),
     sa.CheckConstraint(_in("type", ("immediate", "scheduled")), name="type"),
     sa.CheckConstraint("max_retries >= 0", name="max_retries"),
-    # A dedup key is unique among live tasks of one type: the race-free dedup of enqueue.
+    # A dedup key is unique among live tasks of one type of one tenant: the race-free dedup
+    # of enqueue.
     sa.Index(
-        "uq_tasks_live_dedup",
+        "uq_tasks_tenant_live_dedup",
+        "tenant",
         "name",
         "dedup_key",
         unique=True,
         postgresql_where=sa.text(f"dedup_key IS NOT NULL AND {_in('status', LIVE_TASK_STATUSES)}"),
         sqlite_where=sa.text(f"dedup_key IS NOT NULL AND {_in('status', LIVE_TASK_STATUSES)}"),
     ),
-    sa.Index("ix_tasks_status_id", "status", "id"),
-    sa.Index("ix_tasks_queue_name_status_id", "queue_name", "status", "id"),
-    sa.Index("ix_tasks_name_id", "name", "id"),
+    # Listings and search within a tenant lead with it.
+    sa.Index("ix_tasks_tenant_status_id", "tenant", "status", "id"),
+    sa.Index("ix_tasks_tenant_queue_name_status_id", "tenant", "queue_name", "status", "id"),
+    sa.Index("ix_tasks_tenant_name_id", "tenant", "name", "id"),
     # Pruning (docs/how-to/retention.md) and search by finish time: finished tasks of one
-    # status, oldest first.
+    # status, oldest first, across tenants (a tenant's search filters tenant after it).
     sa.Index(
         "ix_tasks_status_finished_at",
         "status",
@@ -93,7 +133,8 @@ tasks = sa.Table(
     # Search (docs/how-to/search.md): dedup keys and payload equality, partial where the column
     # is mostly empty, so an enqueue writes no entry for them.
     sa.Index(
-        "ix_tasks_dedup_key_id",
+        "ix_tasks_tenant_dedup_key_id",
+        "tenant",
         "dedup_key",
         "id",
         postgresql_where=sa.text("dedup_key IS NOT NULL"),
@@ -128,6 +169,7 @@ task_runs = sa.Table(
     metadata,
     sa.Column("id", sa.Uuid, primary_key=True),
     sa.Column("task_id", sa.Uuid, sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    _tenant_column(),
     sa.Column("attempt", sa.Integer, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("queue_name", sa.String(64), nullable=False),
@@ -161,9 +203,10 @@ task_runs = sa.Table(
         postgresql_where=sa.text(_in("status", LIVE_RUN_STATUSES)),
         sqlite_where=sa.text(_in("status", LIVE_RUN_STATUSES)),
     ),
-    # Queued runs by queue and due time: the SQL backend's fetch and the reconciler.
+    # Queued runs by tenant, queue and due time: the SQL backend's fetch and the reconciler.
     sa.Index(
         "ix_task_runs_queued",
+        "tenant",
         "queue_name",
         "available_at",
         postgresql_where=sa.text("status = 'queued'"),
@@ -199,15 +242,18 @@ outbox = sa.Table(
         sa.ForeignKey("task_runs.id", ondelete="CASCADE"),
         primary_key=True,
     ),
+    _tenant_column(),
     sa.Column("queue_name", sa.String(64), nullable=False),
     sa.Column("available_at", UTCDateTime, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False, server_default=db_now()),
 )
 
-# Per-queue state that must survive the queue backend: whether the queue is paused.
+# Per-queue state that must survive the queue backend: whether the queue is paused. A queue
+# belongs to a tenant: two tenants' queues of one name are two queues.
 queues = sa.Table(
     "queues",
     metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True, server_default=DEFAULT_TENANT),
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("paused", sa.Boolean, nullable=False, default=False),
     sa.Column("updated_at", UTCDateTime, nullable=False, server_default=db_now()),
@@ -219,6 +265,9 @@ workers = sa.Table(
     metadata,
     sa.Column("id", sa.Uuid, primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
+    # the tenant served, or ``*`` for a worker serving several (listed in ``tenants``)
+    _tenant_column(),
+    sa.Column("tenants", JSONType),
     sa.Column("hostname", sa.String(255), nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("queues", JSONType, nullable=False),
@@ -237,6 +286,7 @@ schedules = sa.Table(
     "schedules",
     metadata,
     sa.Column("id", sa.Uuid, primary_key=True),
+    _tenant_column(sa.ForeignKey("tenants.name")),
     sa.Column("name", sa.String(200)),
     sa.Column(
         "task_template_id",
@@ -254,6 +304,7 @@ schedules = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False, server_default=db_now()),
     sa.CheckConstraint(_in("misfire_policy", MISFIRE_POLICIES), name="misfire_policy"),
     sa.Index("ix_schedules_enabled_next_fire_at", "enabled", "next_fire_at"),
+    sa.Index("ix_schedules_tenant_id", "tenant", "id"),
 )
 
 # One fired slot of a schedule; unique per (schedule, fire time) so a slot fires once.
@@ -279,6 +330,7 @@ audit_log = sa.Table(
     metadata,
     sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
     sa.Column("created_at", UTCDateTime, nullable=False, server_default=db_now()),
+    _tenant_column(),
     sa.Column("actor", sa.String(200), nullable=False),
     sa.Column("action", sa.String(64), nullable=False),
     sa.Column("target_type", sa.String(32), nullable=False),
@@ -286,9 +338,10 @@ audit_log = sa.Table(
     sa.Column("request_id", sa.String(128)),
     sa.Column("client_ip", sa.String(64)),
     sa.Column("details", JSONType, nullable=False, default=dict),
-    sa.Index("ix_audit_log_action_id", "action", "id"),
-    sa.Index("ix_audit_log_target_id", "target_id"),
-    sa.Index("ix_audit_log_actor_id", "actor", "id"),
+    sa.Index("ix_audit_log_tenant_id", "tenant", "id"),
+    sa.Index("ix_audit_log_tenant_action_id", "tenant", "action", "id"),
+    sa.Index("ix_audit_log_tenant_target_id", "tenant", "target_id"),
+    sa.Index("ix_audit_log_tenant_actor_id", "tenant", "actor", "id"),
 )
 
 # An API key, stored only as a hash plus a short prefix that identifies it.
@@ -296,6 +349,8 @@ api_keys = sa.Table(
     "api_keys",
     metadata,
     sa.Column("id", sa.Uuid, primary_key=True),
+    # a key is found by its globally unique prefix before its tenant is known
+    _tenant_column(sa.ForeignKey("tenants.name", ondelete="RESTRICT")),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("prefix", sa.String(32), nullable=False, unique=True),

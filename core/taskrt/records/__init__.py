@@ -15,6 +15,7 @@ from taskrt.records.queue import (
     RunState,
     WorkerIdentity,
 )
+from taskrt.records.tenancy import DEFAULT_TENANT, TenantRecord, address, split_address
 from taskrt.records.views import (
     FINISHED_TASK_STATUSES,
     LIVE_RUN_STATUSES,
@@ -38,6 +39,7 @@ from taskrt.records.views import (
 from taskrt.records.writes import Actor, Enqueued, TaskInsert
 
 __all__ = [
+    "DEFAULT_TENANT",
     "FINISHED_TASK_STATUSES",
     "LIVE_RUN_STATUSES",
     "LIVE_TASK_STATUSES",
@@ -67,7 +69,10 @@ __all__ = [
     "TaskKind",
     "TaskRecord",
     "TaskStatus",
+    "TenantRecord",
     "WorkerIdentity",
     "WorkerInfo",
     "WorkerStatus",
+    "address",
+    "split_address",
 ]

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from taskrt.records.tenancy import DEFAULT_TENANT, address
+
 
 @dataclass(frozen=True, slots=True)
 class DispatchEntry:
@@ -17,6 +19,12 @@ class DispatchEntry:
     queue: str
     due_ms: int | None = None
     """Unix milliseconds when the run becomes due (database clock); None means now."""
+    tenant: str = DEFAULT_TENANT
+
+    @property
+    def address(self) -> str:
+        """The run's queue address (:func:`taskrt.records.address`)."""
+        return address(self.tenant, self.queue)
 
 
 @dataclass(slots=True)
@@ -43,6 +51,12 @@ class ClaimedRun:
     cancel_requested: bool = False
     suspect: bool = False
     """The run before it was lost with a worker that held other runs: execute it alone."""
+    tenant: str = DEFAULT_TENANT
+
+    @property
+    def address(self) -> str:
+        """The run's queue address (:func:`taskrt.records.address`)."""
+        return address(self.tenant, self.queue)
 
 
 FinishStatus = Literal["succeeded", "failed", "cancelled"]
@@ -103,10 +117,12 @@ class QueueCounts:
     inflight: int
     dlq: int
     paused: bool
+    tenant: str = DEFAULT_TENANT
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
+    def to_dict(self, *, tenant: bool = False) -> dict[str, Any]:
+        """JSON-ready form; ``tenant=True`` (the operator's listing across tenants) includes
+        the tenant, a tenant-scoped listing leaves it out."""
+        data: dict[str, Any] = {
             "name": self.name,
             "ready": self.ready,
             "delayed": self.delayed,
@@ -114,6 +130,9 @@ class QueueCounts:
             "dlq": self.dlq,
             "paused": self.paused,
         }
+        if tenant:
+            data["tenant"] = self.tenant
+        return data
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
 
+from taskrt.records.tenancy import DEFAULT_TENANT
+
 
 class TaskStatus(StrEnum):
     """Where a task stands. ``pending`` is reserved for tasks not placed in a queue (templates)."""
@@ -82,6 +84,7 @@ class RunRecord:
     error_traceback: str | None = None
     outcome_reason: str | None = None
     next_retry_at: datetime | None = None
+    tenant: str = DEFAULT_TENANT
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -112,6 +115,7 @@ class TaskRecord:
     finished_at: datetime | None = None
     cancel_requested_at: datetime | None = None
     runs: tuple[RunRecord, ...] = field(default=())
+    tenant: str = DEFAULT_TENANT
 
     @property
     def latest_run(self) -> RunRecord | None:
@@ -152,6 +156,7 @@ class EnqueueRequest:
     timeout: float | None
     priority: int
     trace_id: str | None = None
+    tenant: str = DEFAULT_TENANT
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +215,10 @@ class WorkerInfo:
     status: WorkerStatus = WorkerStatus.ONLINE
     started_at: datetime | None = None
     heartbeat_at: datetime | None = None
+    tenant: str = DEFAULT_TENANT
+    """The tenant served, or ``*`` for a worker serving several tenants."""
+    tenants: tuple[str, ...] | None = None
+    """The tenants a ``*`` worker serves (None: one tenant, or all of them)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -255,6 +264,7 @@ class ScheduleRecord:
     updated_at: datetime
     last_triggered_at: datetime | None = None
     next_fire_at: datetime | None = None
+    tenant: str = DEFAULT_TENANT
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from taskrt.records.queue import DispatchEntry
+from taskrt.records.tenancy import DEFAULT_TENANT
 from taskrt.records.views import TaskKind
 
 
@@ -18,6 +19,8 @@ class Actor:
     name: str
     request_id: str | None = None
     client_ip: str | None = None
+    tenant: str = DEFAULT_TENANT
+    """The tenant the change is made in; audit rows are stamped with it."""
 
 
 @dataclass(slots=True)
@@ -39,6 +42,7 @@ class TaskInsert:
     delay: float = 0.0
     run_at: datetime | None = None
     kind: TaskKind = TaskKind.IMMEDIATE
+    tenant: str = DEFAULT_TENANT
 
 
 @dataclass(slots=True)

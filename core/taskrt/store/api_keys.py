@@ -21,7 +21,7 @@ from taskrt.records import Actor
 from taskrt.store.audit import write_audit
 from taskrt.store.base import API_KEYS, StoreBase
 
-ROLES = ("reader", "producer", "admin")
+ROLES = ("reader", "producer", "admin", "operator")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ class QueueStateStore(StoreBase):
         """Record that ``queue`` is paused (or not), with an audit row."""
         stmt = self.sql.upsert(QUEUES).values(name=queue, paused=paused)
         stmt = stmt.on_conflict_do_update(
-            index_elements=["name"], set_={"paused": paused, "updated_at": db_now()}
+            index_elements=["tenant", "name"], set_={"paused": paused, "updated_at": db_now()}
         )
         with self.transaction() as conn:
             conn.execute(stmt)

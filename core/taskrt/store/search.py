@@ -29,7 +29,7 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from taskrt.db.types import UTCDateTime
 from taskrt.exceptions import ValidationError
-from taskrt.records import FINISHED_TASK_STATUSES
+from taskrt.records import DEFAULT_TENANT, FINISHED_TASK_STATUSES
 from taskrt.store.base import RUNS, TASKS
 
 Scalar = str | int | float | bool | None
@@ -138,6 +138,8 @@ class TaskSearch:
     error_type: str | None = None
     dedup_key: str | None = None
     payload: tuple[PayloadMatch, ...] = ()
+    tenant: str = DEFAULT_TENANT
+    """The tenant whose tasks are searched (every search is within one tenant)."""
 
     def __post_init__(self) -> None:
         for field in ("created_after", "created_before", "finished_after", "finished_before"):
@@ -175,7 +177,8 @@ def search_statement(
     search: TaskSearch, *, limit: int, before: uuid.UUID | None = None
 ) -> sa.Select[Any]:
     """The SELECT of ``tasks`` rows matching ``search``, newest first, after the cursor."""
-    where: list[ColumnElement[bool]] = []
+    # the tenant first: the search indexes lead with it
+    where: list[ColumnElement[bool]] = [TASKS.c.tenant == search.tenant]
     if search.kind:
         where.append(TASKS.c.type == search.kind)
     if search.status:

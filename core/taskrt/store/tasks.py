@@ -86,7 +86,7 @@ class TaskStore(StoreBase):
                     created.append(i)
                     continue
                 assert item.dedup_key is not None  # only a dedup key can conflict
-                live = self._live_task_for(conn, item.name, item.dedup_key)
+                live = self._live_task_for(conn, item.tenant, item.name, item.dedup_key)
                 if live is None:  # the holder finished between our insert and this read
                     retry_next.append(i)
                 else:
@@ -112,13 +112,19 @@ class TaskStore(StoreBase):
     ) -> set[uuid.UUID]:
         stmt = (
             self.sql.upsert(TASKS)
-            .on_conflict_do_nothing(index_elements=["name", "dedup_key"], index_where=_LIVE_DEDUP)
+            .on_conflict_do_nothing(
+                index_elements=["tenant", "name", "dedup_key"], index_where=_LIVE_DEDUP
+            )
             .returning(TASKS.c.id)
         )
         return {row[0] for row in conn.execute(stmt, rows)}
 
-    def _live_task_for(self, conn: Connection, name: str, dedup_key: str) -> RowMapping | None:
+    def _live_task_for(
+        self, conn: Connection, tenant: str, name: str, dedup_key: str
+    ) -> RowMapping | None:
+        # the dedup winner is a live task of the caller's tenant: keys are unique per tenant
         stmt = sa.select(TASKS.c.id, TASKS.c.queue_name).where(
+            TASKS.c.tenant == tenant,
             TASKS.c.name == name,
             TASKS.c.dedup_key == dedup_key,
             TASKS.c.status.in_(LIVE_TASK_STATUSES),

@@ -34,7 +34,7 @@ t AS (
     SELECT id, name, type, priority, queue_name, payload, status, dedup_key, max_retries,
         retry_strategy, retry_params, timeout_seconds, retry_count, lost_runs, trace_id
     FROM input
-    ON CONFLICT (name, dedup_key) WHERE {live_dedup} DO NOTHING
+    ON CONFLICT (tenant, name, dedup_key) WHERE {live_dedup} DO NOTHING
     RETURNING id, type
 ),
 r AS (
