@@ -17,7 +17,8 @@ import secrets
 import uuid
 
 from taskrt.auth import Role
-from taskrt.records import Actor
+from taskrt.exceptions import ValidationError
+from taskrt.records import DEFAULT_TENANT, Actor
 from taskrt.store import ApiKeyRecord, Store
 
 KEY_PATTERN = re.compile(r"^trk_([0-9a-f]{8})_([A-Za-z0-9_-]{43})$")
@@ -36,18 +37,32 @@ def hash_key(key: str) -> str:
 
 
 def create_api_key(
-    store: Store, *, name: str, role: Role | str, actor: Actor | None = None
+    store: Store,
+    *,
+    name: str,
+    role: Role | str,
+    actor: Actor | None = None,
+    tenant: str = DEFAULT_TENANT,
 ) -> tuple[ApiKeyRecord, str]:
-    """Make and store a key (with an ``apikey.create`` audit row); returns its record and the
-    key itself, the only time it exists."""
+    """Make and store a key bound to ``tenant`` (with an ``apikey.create`` audit row); returns
+    its record and the key itself, the only time it exists. An operator key (cross-tenant)
+    belongs to the default tenant; the caller checks that ``tenant`` exists."""
+    role = Role(role)  # ValueError for an unknown role
+    if role is Role.OPERATOR and tenant != DEFAULT_TENANT:
+        raise ValidationError(
+            f"an operator key acts in every tenant: create it in the {DEFAULT_TENANT!r} tenant, "
+            f"not {tenant!r}"
+        )
     key, prefix = new_key()
+    extra = {} if tenant == DEFAULT_TENANT else {"tenant": tenant}
     record = store.create_api_key(
         key_id=uuid.uuid4(),
         name=name,
-        role=Role(role).value,
+        role=role.value,
         prefix=prefix,
         key_hash=hash_key(key),
         actor=actor,
+        **extra,
     )
     return record, key
 

@@ -10,6 +10,9 @@
 
 :class:`AsyncClient` offers the same methods as coroutines; it runs the blocking client in a
 worker thread, so it is safe to call from an event loop.
+
+A client acts in one tenant: ``Client(tenant="acme")``, else the ``tenant`` setting
+(TASKRT_TENANT, default ``default``). Another tenant's tasks are not found.
 """
 
 from __future__ import annotations
@@ -23,17 +26,21 @@ from functools import cached_property
 from typing import Any
 
 from taskrt.app import App
+from taskrt.context import current_tenant
 from taskrt.enqueue import EnqueueResult, EnqueueSpec
 from taskrt.records import Actor, TaskRecord
 from taskrt.runtime import Runtime
-from taskrt.service import TaskService
+from taskrt.service import TenantTasks
 from taskrt.settings import Settings, load_settings
 
 __all__ = ["AsyncClient", "Client", "EnqueueResult", "default_client"]
 
 
 class Client:
-    """A synchronous client. Connects lazily; one client is safe to share between threads."""
+    """A synchronous client. Connects lazily; one client is safe to share between threads.
+
+    ``tenant`` is the tenant every call acts in (None: the ``tenant`` setting); it must
+    exist (UnknownTenantError on first use otherwise)."""
 
     def __init__(
         self,
@@ -41,10 +48,14 @@ class Client:
         *,
         runtime: Runtime | None = None,
         actor: str | None = None,
+        tenant: str | None = None,
     ) -> None:
         self._runtime = runtime
         self._settings = settings or (runtime.settings if runtime else None)
-        self._actor = Actor(actor) if actor else None
+        self._actor_name = actor
+        self._tenant = tenant
+        self._follow_running_task = False
+        self._scopes: dict[str, TenantTasks] = {}
 
     @cached_property
     def runtime(self) -> Runtime:
@@ -62,9 +73,31 @@ class Client:
         return App.open(self.settings, runtime=self.runtime)
 
     @property
-    def service(self) -> TaskService:
-        """The service layer this client calls."""
-        return self.app.service
+    def tenant(self) -> str:
+        """The tenant calls act in: ``tenant`` given, else (for the default client inside a
+        handler) the running task's, else the ``tenant`` setting."""
+        if self._tenant is not None:
+            return self._tenant
+        if self._follow_running_task:
+            running = current_tenant.get()
+            if running is not None:
+                return running
+        return self.settings.tenant
+
+    @property
+    def service(self) -> TenantTasks:
+        """The service layer this client calls, bound to :attr:`tenant`."""
+        tenant = self.tenant
+        scope = self._scopes.get(tenant)
+        if scope is None:
+            scope = self._scopes[tenant] = self.app.service.scoped(tenant)
+        return scope
+
+    @property
+    def _actor(self) -> Actor | None:
+        if not self._actor_name:
+            return None
+        return Actor(self._actor_name, tenant=self.tenant)
 
     def enqueue(
         self,
@@ -157,8 +190,14 @@ class AsyncClient:
         *,
         runtime: Runtime | None = None,
         actor: str | None = None,
+        tenant: str | None = None,
     ) -> None:
-        self._client = Client(settings, runtime=runtime, actor=actor)
+        self._client = Client(settings, runtime=runtime, actor=actor, tenant=tenant)
+
+    @property
+    def tenant(self) -> str:
+        """See :attr:`Client.tenant`."""
+        return self._client.tenant
 
     async def enqueue(self, name: str, payload: Any = None, **options: Any) -> EnqueueResult:
         """See :meth:`Client.enqueue`."""
@@ -209,9 +248,12 @@ _default_lock = threading.Lock()
 
 
 def default_client() -> Client:
-    """A client built from the environment on first use (for ``task_type.enqueue(...)``)."""
+    """A client built from the environment on first use (for ``task_type.enqueue(...)``).
+    Inside a handler it acts in the running task's tenant, so child tasks land beside their
+    parent; elsewhere in the ``tenant`` setting's."""
     global _default
     with _default_lock:
         if _default is None:
             _default = Client()
+            _default._follow_running_task = True
         return _default

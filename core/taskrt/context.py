@@ -1,7 +1,8 @@
-"""The context object a handler receives next to its payload."""
+"""The context object a handler receives next to its payload, and the running task's tenant."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -11,6 +12,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taskrt.exceptions import TaskCancelled
+from taskrt.records import DEFAULT_TENANT
+
+current_tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "taskrt_current_tenant", default=None
+)
+"""The tenant of the task whose handler is running in this context (None outside handlers).
+
+The worker sets it around every handler call; the default client that
+``task_type.enqueue(...)`` uses without a ``client`` reads it, so a handler's child tasks land
+in its own tenant, not in the process's ``TASKRT_TENANT`` (a ``--tenants '*'`` worker would
+otherwise write every tenant's children into one)."""
+
+
+def running_tenant(default: str = DEFAULT_TENANT) -> str:
+    """The running handler's tenant, or ``default`` outside a handler."""
+    tenant = current_tenant.get()
+    return default if tenant is None else tenant
 
 
 class _RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -41,6 +59,8 @@ class TaskContext:
     worker_id: uuid.UUID | None = None
     trace_id: str | None = None
     timeout: float | None = None
+    tenant: str = DEFAULT_TENANT
+    """The tenant the task belongs to."""
     started_monotonic: float = field(default_factory=time.monotonic)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _logger: logging.LoggerAdapter | None = field(default=None, init=False, repr=False)  # type: ignore[type-arg]

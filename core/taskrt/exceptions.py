@@ -129,7 +129,7 @@ class QuotaExceededError(TaskrtError):
         self.quota = quota
         self.limit = limit
         self.retry_after = retry_after
-        message = f"tenant {tenant!r} exceeded its {quota} quota ({limit})"
+        message = f"quota exceeded: tenant {tenant!r} reached its {quota} quota ({limit})"
         if retry_after is not None:
             message += f"; retry after {retry_after:.3g}s"
         super().__init__(message)

@@ -59,10 +59,12 @@ class PruneRequest:
     """One prune: what ``taskrt prune`` and the HTTP route ask for.
 
     ``older_than`` (seconds) replaces every retention setting for this run; ``statuses``,
-    ``queue`` and ``task_type`` narrow the tasks. Audit rows and schedule fires are pruned only
-    when no task filter is given (they belong to no queue or type). ``limit`` caps the rows
-    deleted per table (tasks, audit rows, schedule fires) by this run; what is left stays for
-    the next run (:attr:`PruneCounts.more`).
+    ``queue`` and ``task_type`` narrow the tasks. ``tenant`` limits the prune to one tenant's
+    tasks and audit rows (a tenant admin's prune; schedule fires are then left alone, as in a
+    filtered prune); None prunes every tenant (operators, automatic retention). Audit rows
+    and schedule fires are pruned only when no task filter is given (they belong to no queue
+    or type). ``limit`` caps the rows deleted per table (tasks, audit rows, schedule fires)
+    by this run; what is left stays for the next run (:attr:`PruneCounts.more`).
     """
 
     older_than: float | None = None
@@ -71,6 +73,7 @@ class PruneRequest:
     task_type: str | None = None
     dry_run: bool = False
     limit: int | None = None
+    tenant: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.statuses if s not in FINISHED_STATUSES]
@@ -218,7 +221,10 @@ class Pruner:
             fires = parse_duration(s.retention_schedule_fires)
         if request.filtered:
             audit = fires = 0.0
-        return TaskSelection(ages, request.queue, request.task_type), audit, fires
+        if request.tenant is not None:
+            fires = 0.0  # fires belong to schedules of every tenant: left to retention
+        selection = TaskSelection(ages, request.queue, request.task_type, tenant=request.tenant)
+        return selection, audit, fires
 
     def run(
         self,
@@ -236,7 +242,7 @@ class Pruner:
             return PruneCounts(
                 tasks=tasks.tasks,
                 runs=tasks.runs,
-                audit=store.count_prunable_history("audit", audit_age),
+                audit=store.count_prunable_history("audit", audit_age, **_only(request.tenant)),
                 schedule_fires=store.count_prunable_history("schedule_fires", fires_age),
             )
         counts = PruneCounts()
@@ -251,8 +257,8 @@ class Pruner:
             counts.runs += batch.runs
         else:
             counts.more = True
-        counts.audit, audit_more = self._drain("audit", audit_age, cap)
-        counts.schedule_fires, fires_more = self._drain("schedule_fires", fires_age, cap)
+        counts.audit, audit_more = self._drain("audit", audit_age, cap, request.tenant)
+        counts.schedule_fires, fires_more = self._drain("schedule_fires", fires_age, cap, None)
         counts.more = counts.more or audit_more or fires_more
         metrics.rows_pruned(counts.to_dict())
         if actor is not None:
@@ -267,6 +273,7 @@ class Pruner:
                         ("type", request.task_type),
                         ("archive", str(archive.path) if archive else None),
                         ("limit", request.limit),
+                        ("tenant", request.tenant),
                     )
                     if v is not None
                 }
@@ -274,12 +281,15 @@ class Pruner:
             store.audit_prune(actor, details)
         return counts
 
-    def _drain(self, table: HistoryTable, age: float, cap: int | None) -> tuple[int, bool]:
-        """Rows deleted from ``table``, and whether ``cap`` stopped it first."""
+    def _drain(
+        self, table: HistoryTable, age: float, cap: int | None, tenant: str | None
+    ) -> tuple[int, bool]:
+        """Rows deleted from ``table`` (of ``tenant`` only, when given), and whether ``cap``
+        stopped it first."""
         total = 0
         while cap is None or total < cap:
             size = self.batch_size if cap is None else min(self.batch_size, cap - total)
-            deleted = self.store.prune_history(table, age, limit=size)
+            deleted = self.store.prune_history(table, age, limit=size, **_only(tenant))
             if not deleted:
                 return total, False
             total += deleted
@@ -364,6 +374,12 @@ class AutoPruner:
         if total.any():
             log.info("pruned: %s", total)
         return total
+
+
+def _only(tenant: str | None) -> dict[str, Any]:
+    """``tenant=`` for the store's history calls when a prune is limited to one tenant (the
+    automatic, every-tenant path calls exactly as before)."""
+    return {} if tenant is None else {"tenant": tenant}
 
 
 def pause_after(busy: float, duty: float) -> float:

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from taskrt import metrics
 from taskrt.plugins import LoadedPlugins, Observers, Registry, build_registry, load_plugins
 from taskrt.settings import CORE_PREFIXES, Settings, load_settings
 from taskrt.settings_sections import collect_sections
@@ -37,6 +38,7 @@ class Runtime:
         settings = settings if settings is not None else load_settings()
         loaded = load_plugins(settings, plugins=plugins, entry_points=entry_points)
         settings.adopt(collect_sections(loaded.manager, CORE_PREFIXES))  # plugins' own settings
+        metrics.label_tenants(settings.metrics_tenant_label)  # process-wide, like logging
         return cls(settings, loaded, build_registry(loaded))
 
     @property

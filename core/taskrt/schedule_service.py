@@ -18,6 +18,7 @@ from taskrt.exceptions import ValidationError
 from taskrt.ids import uuid7
 from taskrt.jsonlimits import text_problems
 from taskrt.records import (
+    DEFAULT_TENANT,
     Actor,
     Enqueued,
     FireRecord,
@@ -76,6 +77,12 @@ class ScheduleService:
         self.store = tasks.store
         self.settings = tasks.settings
 
+    def scoped(self, tenant: str = DEFAULT_TENANT, *, check: bool = True) -> TenantSchedules:
+        """This service bound to ``tenant`` (what the API and the CLI use): another tenant's
+        schedule is "not found". UnknownTenantError if no such tenant exists (``check=False``:
+        the caller knows it does)."""
+        return TenantSchedules(self, self.tasks.check_tenant(tenant) if check else tenant)
+
     # --- create and change ----------------------------------------------------------------
     def create(
         self,
@@ -94,8 +101,10 @@ class ScheduleService:
         timeout: float | None = None,
         priority: int | None = None,
         actor: Actor | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> ScheduleRecord:
-        """Validate and store a schedule; nothing is stored if anything is wrong."""
+        """Validate and store a schedule of ``tenant`` (its fires create tasks of that
+        tenant); nothing is stored if anything is wrong."""
         check_texts(name=name, cron=cron, timezone=timezone, misfire_policy=misfire_policy)
         schedule = cron_schedule(cron, timezone)
         check_misfire_policy(misfire_policy)
@@ -109,7 +118,8 @@ class ScheduleService:
                 retry_params=retry_params,
                 timeout=timeout,
                 priority=priority,
-            )
+            ),
+            tenant=tenant,
         )
         template = replace(template, kind=TaskKind.SCHEDULED)
         return self.store.create_schedule(
@@ -123,20 +133,22 @@ class ScheduleService:
             actor=actor,
         )
 
-    def get(self, schedule_id: uuid.UUID) -> ScheduleRecord:
-        """One schedule."""
-        return self.store.get_schedule(schedule_id)
+    def get(self, schedule_id: uuid.UUID, *, tenant: str = DEFAULT_TENANT) -> ScheduleRecord:
+        """One schedule (NotFoundError for another tenant's)."""
+        return self.store.get_schedule(schedule_id, tenant=tenant)
 
     def list_schedules(
-        self, *, limit: int = 100, after: uuid.UUID | None = None
+        self, *, limit: int = 100, after: uuid.UUID | None = None, tenant: str = DEFAULT_TENANT
     ) -> list[ScheduleRecord]:
-        """Schedules, oldest first."""
-        return self.store.list_schedules(limit=limit, after=after)
+        """Schedules of ``tenant``, oldest first."""
+        return self.store.list_schedules(limit=limit, after=after, tenant=tenant)
 
-    def fires(self, schedule_id: uuid.UUID, *, limit: int = 100) -> list[FireRecord]:
+    def fires(
+        self, schedule_id: uuid.UUID, *, limit: int = 100, tenant: str = DEFAULT_TENANT
+    ) -> list[FireRecord]:
         """Recent fires of a schedule, newest first."""
-        self.store.get_schedule(schedule_id)
-        return self.store.fires(schedule_id, limit=limit)
+        self.store.get_schedule(schedule_id, tenant=tenant)
+        return self.store.fires(schedule_id, limit=limit, tenant=tenant)
 
     def update(
         self,
@@ -154,14 +166,15 @@ class ScheduleService:
         retry: str | None = None,
         retry_params: Mapping[str, Any] | None = None,
         actor: Actor | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> ScheduleRecord:
-        """Change a schedule. A new cron expression or zone takes effect from now; enabling
-        again keeps the stored next fire time, so slots missed while disabled follow the
-        misfire policy. New template settings (payload, queue, retries) apply to the tasks
-        fired from now on. A new ``retry`` without ``retry_params`` starts from none; new
-        ``retry_params`` alone apply to the current strategy."""
+        """Change a schedule of ``tenant``. A new cron expression or zone takes effect from
+        now; enabling again keeps the stored next fire time, so slots missed while disabled
+        follow the misfire policy. New template settings (payload, queue, retries) apply to
+        the tasks fired from now on. A new ``retry`` without ``retry_params`` starts from none;
+        new ``retry_params`` alone apply to the current strategy."""
         check_texts(name=name, cron=cron, timezone=timezone, misfire_policy=misfire_policy)
-        current = self.store.get_schedule(schedule_id)
+        current = self.store.get_schedule(schedule_id, tenant=tenant)
         changes: dict[str, Any] = {}
         template: dict[str, Any] = {}
         if cron is not None or timezone is not None:
@@ -191,7 +204,8 @@ class ScheduleService:
                     max_retries=current.max_retries if max_retries is None else max_retries,
                     retry=retry or current.retry,
                     retry_params=params,
-                )
+                ),
+                tenant=tenant,
             )
             template.update(payload=checked.payload, queue_name=checked.queue)
             if max_retries is not None:
@@ -204,16 +218,25 @@ class ScheduleService:
         if set(changes) == {"enabled"} and not template:
             action = "schedule.enable" if enabled else "schedule.disable"
         return self.store.update_schedule(
-            schedule_id, changes, template_changes=template, action=action, actor=actor
+            schedule_id,
+            changes,
+            template_changes=template,
+            action=action,
+            actor=actor,
+            tenant=tenant,
         )
 
-    def delete(self, schedule_id: uuid.UUID, *, actor: Actor | None = None) -> None:
+    def delete(
+        self, schedule_id: uuid.UUID, *, actor: Actor | None = None, tenant: str = DEFAULT_TENANT
+    ) -> None:
         """Delete a schedule (the tasks it fired stay)."""
-        self.store.delete_schedule(schedule_id, actor=actor)
+        self.store.delete_schedule(schedule_id, actor=actor, tenant=tenant)
 
-    def preview(self, schedule_id: uuid.UUID, count: int) -> list[datetime]:
+    def preview(
+        self, schedule_id: uuid.UUID, count: int, *, tenant: str = DEFAULT_TENANT
+    ) -> list[datetime]:
         """The next ``count`` fire times (UTC) from now."""
-        record = self.store.get_schedule(schedule_id)
+        record = self.store.get_schedule(schedule_id, tenant=tenant)
         return cron_schedule(record.cron, record.timezone).upcoming(self.store.now(), count)
 
     # --- firing ---------------------------------------------------------------------------
@@ -255,6 +278,7 @@ class ScheduleService:
                             task_name=item.name,
                             queue=item.queue,
                             lag=(now - slot).total_seconds(),
+                            tenant=item.tenant,
                         )
                     )
                     last = slot if last is None else max(last, slot)
@@ -284,4 +308,46 @@ def _task_from_template(schedule: ScheduleRecord) -> TaskInsert:
         timeout=schedule.timeout,
         priority=schedule.priority,
         trace_id=f"schedule-{schedule.id}",
+        tenant=schedule.tenant,  # a schedule fires into its own tenant
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TenantSchedules:
+    """:class:`ScheduleService` bound to one tenant (``schedules.scoped(tenant)``): what the
+    API and the CLI use. Another tenant's schedule is "not found", like an unknown id."""
+
+    service: ScheduleService
+    tenant: str = DEFAULT_TENANT
+
+    def create(self, *, actor: Actor | None = None, **fields: Any) -> ScheduleRecord:
+        """See :meth:`ScheduleService.create` (same keywords)."""
+        return self.service.create(actor=actor, tenant=self.tenant, **fields)
+
+    def get(self, schedule_id: uuid.UUID) -> ScheduleRecord:
+        """See :meth:`ScheduleService.get`."""
+        return self.service.get(schedule_id, tenant=self.tenant)
+
+    def list_schedules(
+        self, *, limit: int = 100, after: uuid.UUID | None = None
+    ) -> list[ScheduleRecord]:
+        """See :meth:`ScheduleService.list_schedules`."""
+        return self.service.list_schedules(limit=limit, after=after, tenant=self.tenant)
+
+    def fires(self, schedule_id: uuid.UUID, *, limit: int = 100) -> list[FireRecord]:
+        """See :meth:`ScheduleService.fires`."""
+        return self.service.fires(schedule_id, limit=limit, tenant=self.tenant)
+
+    def update(
+        self, schedule_id: uuid.UUID, *, actor: Actor | None = None, **fields: Any
+    ) -> ScheduleRecord:
+        """See :meth:`ScheduleService.update` (same keywords)."""
+        return self.service.update(schedule_id, actor=actor, tenant=self.tenant, **fields)
+
+    def delete(self, schedule_id: uuid.UUID, *, actor: Actor | None = None) -> None:
+        """See :meth:`ScheduleService.delete`."""
+        self.service.delete(schedule_id, actor=actor, tenant=self.tenant)
+
+    def preview(self, schedule_id: uuid.UUID, count: int) -> list[datetime]:
+        """See :meth:`ScheduleService.preview`."""
+        return self.service.preview(schedule_id, count, tenant=self.tenant)

@@ -12,13 +12,16 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection
 
 from taskrt import limits
+from taskrt.auth import KnownTenants
 from taskrt.enqueue import (
     FINISHED_STATUSES,
     EnqueueResult,
@@ -29,11 +32,17 @@ from taskrt.enqueue import (
     run_at_problem,
 )
 from taskrt.events import Events
-from taskrt.exceptions import BatchValidationError, InvalidStateError, ValidationError
+from taskrt.exceptions import (
+    BatchValidationError,
+    InvalidStateError,
+    UnknownTenantError,
+    ValidationError,
+)
 from taskrt.handlers import check_queue_name
 from taskrt.ids import uuid7
 from taskrt.queue.base import QueueBackend
 from taskrt.records import (
+    DEFAULT_TENANT,
     Actor,
     DispatchEntry,
     Enqueued,
@@ -41,8 +50,11 @@ from taskrt.records import (
     TaskInsert,
     TaskRecord,
     WorkerInfo,
+    address,
+    split_address,
 )
 from taskrt.runtime import Runtime
+from taskrt.settings import Settings
 from taskrt.store import Store
 from taskrt.store.search import TaskSearch
 
@@ -52,6 +64,8 @@ __all__ = [
     "EnqueueSpec",
     "ReplayResult",
     "TaskService",
+    "TenantTasks",
+    "check_tenant_name",
     "input_problems",
     "run_at_problem",
 ]
@@ -66,8 +80,25 @@ MAX_BATCH = limits.SERVICE_BATCH_MAX
 MAX_DELAY = limits.SERVICE_DELAY_MAX
 
 
+TENANT_CACHE_TTL = 5.0
+"""Seconds the service trusts its list of existing tenants before reading it again."""
+
+_TENANT_NAME = re.compile(limits.TENANT_NAME_PATTERN)
+
+
 def _problem(loc: list[Any], msg: str) -> dict[str, Any]:
     return {"loc": loc, "msg": msg}
+
+
+def check_tenant_name(tenant: str) -> str:
+    """``tenant`` if it is a well-formed tenant name, else ValidationError naming the rule."""
+    if not isinstance(tenant, str) or not _TENANT_NAME.match(tenant):
+        raise ValidationError(
+            f"tenant {tenant!r} is not a tenant name: 1 to {limits.TENANT_NAME_MAX} lower-case "
+            "letters, digits, '_' or '-', starting with a letter or digit",
+            [{"loc": ["tenant"], "msg": "not a tenant name"}],
+        )
+    return tenant
 
 
 class TaskService:
@@ -83,6 +114,27 @@ class TaskService:
         # task types whose own retry strategy and parameters have been built once without
         # error: a task that keeps them needs no second check (the registry never changes)
         self._default_retry_ok: set[str] = set()
+        self._tenants = KnownTenants(store, ttl=TENANT_CACHE_TTL)
+
+    def scoped(
+        self, tenant: str = DEFAULT_TENANT, *, operator: bool = False, check: bool = True
+    ) -> TenantTasks:
+        """This service bound to ``tenant``: what programs (the API, the CLI, the client) use,
+        so that nothing they do reaches another tenant's tasks. ``operator`` lets the scope
+        list workers and audit rows of every tenant. UnknownTenantError if no such tenant
+        exists (``check=False``: the caller knows it does, as the API does for a credential's
+        tenant, so no lookup is made)."""
+        return TenantTasks(self, self.check_tenant(tenant) if check else tenant, operator=operator)
+
+    def check_tenant(self, tenant: str) -> str:
+        """``tenant`` if it exists: ValidationError for a malformed name, UnknownTenantError
+        for an unknown one."""
+        if tenant == DEFAULT_TENANT:
+            return tenant
+        check_tenant_name(tenant)
+        if not self._tenants.exists(tenant):
+            raise UnknownTenantError(tenant)
+        return tenant
 
     def close(self) -> None:
         """Release connections (the backend first: it flushes its pending outbox deletes)."""
@@ -90,9 +142,12 @@ class TaskService:
         self.store.dispose()
 
     # --- validation -----------------------------------------------------------------------
-    def prepare(self, spec: EnqueueSpec, *, loc: tuple[Any, ...] = ()) -> TaskInsert:
+    def prepare(
+        self, spec: EnqueueSpec, *, loc: tuple[Any, ...] = (), tenant: str = DEFAULT_TENANT
+    ) -> TaskInsert:
         """Validate ``spec`` against its task type and settings; ValidationError lists every
-        problem with its field path."""
+        problem with its field path. The task belongs to ``tenant`` (a spec cannot choose its
+        tenant: the caller's scope does)."""
         unstorable = input_problems(spec, loc, max_depth=self.settings.max_json_depth)
         refused = {p["loc"][len(loc)] for p in unstorable}  # the fields with such problems
         if "name" in refused:
@@ -203,9 +258,12 @@ class TaskService:
             trace_id=spec.trace_id,
             delay=delay,
             run_at=spec.run_at,
+            tenant=tenant,
         )
 
-    def prepare_many(self, specs: Sequence[EnqueueSpec]) -> list[TaskInsert]:
+    def prepare_many(
+        self, specs: Sequence[EnqueueSpec], *, tenant: str = DEFAULT_TENANT
+    ) -> list[TaskInsert]:
         """Validate every spec (storing nothing). A BatchValidationError lists every problem,
         each ``loc`` starting with its item's index, and keeps each refused item's own error in
         ``items``, so callers name the item without checking it again."""
@@ -214,7 +272,7 @@ class TaskService:
         refused: list[tuple[int, ValidationError]] = []
         for index, spec in enumerate(specs):
             try:
-                items.append(self.prepare(spec))
+                items.append(self.prepare(spec, tenant=tenant))
             except ValidationError as exc:
                 refused.append((index, exc))
                 problems.extend(
@@ -231,12 +289,18 @@ class TaskService:
         return items
 
     # --- create ---------------------------------------------------------------------------
-    def enqueue(self, spec: EnqueueSpec, *, actor: Actor | None = None) -> EnqueueResult:
+    def enqueue(
+        self, spec: EnqueueSpec, *, actor: Actor | None = None, tenant: str = DEFAULT_TENANT
+    ) -> EnqueueResult:
         """Create one task (or return the live task holding its dedup key)."""
-        return self.enqueue_many([spec], actor=actor)[0]
+        return self.enqueue_many([spec], actor=actor, tenant=tenant)[0]
 
     def enqueue_many(
-        self, specs: Sequence[EnqueueSpec], *, actor: Actor | None = None
+        self,
+        specs: Sequence[EnqueueSpec],
+        *,
+        actor: Actor | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[EnqueueResult]:
         """Create tasks in one transaction and one dispatch pipeline: all or nothing.
 
@@ -245,9 +309,14 @@ class TaskService:
         """
         if len(specs) > MAX_BATCH:
             raise ValidationError(f"at most {MAX_BATCH} tasks per batch, got {len(specs)}")
-        items = [self.prepare(specs[0])] if len(specs) == 1 else self.prepare_many(specs)
+        self.check_tenant(tenant)
+        if len(specs) == 1:
+            items = [self.prepare(specs[0], tenant=tenant)]
+        else:
+            items = self.prepare_many(specs, tenant=tenant)
         self._before_enqueue(items)
-        return self.enqueued(items, self.store.insert_tasks(items, actor=actor))
+        quota = self.store.tenant_quota(tenant)  # None (the fast path) for most tenants
+        return self.enqueued(items, self.store.insert_tasks(items, actor=actor, quota=quota))
 
     def enqueue_in(
         self, conn: Connection, items: Sequence[TaskInsert], *, actor: Actor | None = None
@@ -273,7 +342,10 @@ class TaskService:
         )
         observers = self.runtime.observers
         if observers.has("after_enqueue"):
-            records = self.store.get_tasks([r.id for r in results])
+            records: dict[uuid.UUID, TaskRecord] = {}
+            for tenant in dict.fromkeys(item.tenant for item in items):
+                ids = [r.id for r, i in zip(results, items, strict=True) if i.tenant == tenant]
+                records.update(self._get_tasks(ids, tenant))
             for result in results:
                 observers.notify("after_enqueue", task=records[result.id], created=result.created)
         return results
@@ -299,19 +371,36 @@ class TaskService:
             return
 
     # --- read -----------------------------------------------------------------------------
-    def get(self, task_id: uuid.UUID, *, runs: bool = True) -> TaskRecord:
-        """The task and all its runs."""
-        return self.store.get_task(task_id, runs=runs)
+    def _get_tasks(self, ids: Sequence[uuid.UUID], tenant: str) -> dict[uuid.UUID, TaskRecord]:
+        return self.store.get_tasks(ids, tenant=tenant)
 
-    def list_tasks(self, search: TaskSearch | None = None, **filters: Any) -> list[TaskRecord]:
-        """Tasks newest first matching ``search`` and the filters given as keywords, with
-        ``limit`` and ``before`` (see :meth:`taskrt.store.Store.list_tasks`)."""
+    def get(
+        self, task_id: uuid.UUID, *, runs: bool = True, tenant: str = DEFAULT_TENANT
+    ) -> TaskRecord:
+        """The task and all its runs (NotFoundError for another tenant's task)."""
+        return self.store.get_task(task_id, runs=runs, tenant=tenant)
+
+    def list_tasks(
+        self, search: TaskSearch | None = None, *, tenant: str = DEFAULT_TENANT, **filters: Any
+    ) -> list[TaskRecord]:
+        """Tasks of ``tenant`` newest first matching ``search`` and the filters given as
+        keywords, with ``limit`` and ``before`` (see :meth:`taskrt.store.Store.list_tasks`)."""
+        search = replace(search or TaskSearch(), tenant=tenant)
         return self.store.list_tasks(search, **filters)
 
+    def latest_runs(
+        self, task_ids: Sequence[uuid.UUID], *, tenant: str = DEFAULT_TENANT
+    ) -> dict[uuid.UUID, Any]:
+        """The newest run of each of ``task_ids`` (ids of ``tenant``'s tasks, as a listing of
+        this service returned them)."""
+        return self.store.latest_runs(task_ids)
+
     # --- cancel ---------------------------------------------------------------------------
-    def cancel(self, task_id: uuid.UUID, *, actor: Actor | None = None) -> TaskRecord:
+    def cancel(
+        self, task_id: uuid.UUID, *, actor: Actor | None = None, tenant: str = DEFAULT_TENANT
+    ) -> TaskRecord:
         """Cancel a task: a queued one never runs; a running one is asked to stop."""
-        record, withdrawn = self.store.cancel_task(task_id, actor=actor)
+        record, withdrawn = self.store.cancel_task(task_id, actor=actor, tenant=tenant)
         if withdrawn is not None:
             try:
                 self.backend.withdraw([withdrawn])
@@ -321,11 +410,16 @@ class TaskService:
 
     # --- dead-letter queue ----------------------------------------------------------------
     def dead_letters(
-        self, queue: str, *, limit: int = 50, before: uuid.UUID | None = None
+        self,
+        queue: str,
+        *,
+        limit: int = 50,
+        before: uuid.UUID | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[TaskRecord]:
         """Dead-lettered tasks of ``queue``, newest first, each with its last run."""
         check_queue_name(queue)
-        return self.store.dead_letters(queue, limit=limit, before=before)
+        return self.store.dead_letters(queue, limit=limit, before=before, tenant=tenant)
 
     def replay(
         self,
@@ -336,11 +430,13 @@ class TaskService:
         actor: Actor | None = None,
         batch_size: int = 500,
         progress: Callable[[int], None] | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> ReplayResult:
         """Give dead-lettered tasks a new run: ``task_ids`` (of ``queue``, or of any queue when
         it is None), or every one of ``queue`` with ``replay_all``.
 
-        Tasks that are not dead-lettered (in that queue) any more are reported as skipped.
+        Tasks that are not dead-lettered (in that queue) any more, and ids that are not
+        ``tenant``'s, are reported as skipped.
         """
         if queue is not None:
             check_queue_name(queue)
@@ -351,7 +447,7 @@ class TaskService:
         result = ReplayResult()
 
         def replay_batch(batch: Sequence[uuid.UUID]) -> None:
-            won = self._replay(queue, batch, actor=actor)
+            won = self._replay(queue, batch, actor=actor, tenant=tenant)
             won_set = set(won)
             result.replayed.extend(won)
             result.skipped.extend(t for t in batch if t not in won_set)
@@ -361,7 +457,7 @@ class TaskService:
         if replay_all:
             assert queue is not None
             while True:
-                batch = self.store.failed_task_ids(queue, limit=batch_size)
+                batch = self.store.failed_task_ids(address(tenant, queue), limit=batch_size)
                 if not batch:
                     break
                 replay_batch(batch)
@@ -373,19 +469,26 @@ class TaskService:
                 replay_batch(ids[start : start + batch_size])
         return result
 
-    def rerun(self, task_id: uuid.UUID, *, actor: Actor | None = None) -> TaskRecord:
+    def rerun(
+        self, task_id: uuid.UUID, *, actor: Actor | None = None, tenant: str = DEFAULT_TENANT
+    ) -> TaskRecord:
         """Run a finished task again: a new run with a fresh retry budget, whatever the task's
         end (completed, failed or cancelled). A task that is not finished is refused."""
         won = self._replay(
-            None, [task_id], actor=actor, statuses=FINISHED_STATUSES, action="task.retry"
+            None,
+            [task_id],
+            actor=actor,
+            statuses=FINISHED_STATUSES,
+            action="task.retry",
+            tenant=tenant,
         )
         if not won:
-            task = self.store.get_task(task_id, runs=False)  # NotFoundError if none
+            task = self.store.get_task(task_id, runs=False, tenant=tenant)  # NotFoundError
             raise InvalidStateError(
                 f"task {task_id} is {task.status.value}: only a finished task (completed, "
                 "failed or cancelled) can be run again"
             )
-        return self.store.get_task(task_id)
+        return self.store.get_task(task_id, tenant=tenant)
 
     def _replay(
         self,
@@ -395,6 +498,7 @@ class TaskService:
         actor: Actor | None,
         statuses: Sequence[str] = ("failed",),
         action: str = "dlq.replay",
+        tenant: str = DEFAULT_TENANT,
     ) -> list[uuid.UUID]:
         won, entries = self.store.replay_tasks(
             queue,
@@ -402,13 +506,14 @@ class TaskService:
             actor=actor,
             statuses=statuses,
             action=action,
+            tenant=tenant,
         )
         if not won:
             return won
         try:
             by_queue: dict[str, tuple[list[uuid.UUID], list[DispatchEntry]]] = {}
             for task_id, entry in zip(won, entries, strict=True):
-                ids, queued = by_queue.setdefault(entry.queue, ([], []))
+                ids, queued = by_queue.setdefault(entry.address, ([], []))
                 ids.append(task_id)
                 queued.append(entry)
             for name, (ids, queued) in by_queue.items():
@@ -418,23 +523,187 @@ class TaskService:
         return won
 
     # --- queues and workers ---------------------------------------------------------------
-    def pause(self, queue: str, *, actor: Actor | None = None) -> None:
-        """Pause ``queue``: workers stop fetching from it; running tasks go on."""
+    def pause(
+        self, queue: str, *, actor: Actor | None = None, tenant: str = DEFAULT_TENANT
+    ) -> None:
+        """Pause ``queue`` of ``tenant``: workers stop fetching from it; running tasks go on.
+        Another tenant's queue of the same name is another queue."""
         check_queue_name(queue)
-        self.store.set_paused(queue, True, actor=actor)
-        self.backend.pause(queue)
+        self.store.set_paused(queue, True, actor=actor, tenant=tenant)
+        self.backend.pause(address(tenant, queue))
+
+    def resume(
+        self, queue: str, *, actor: Actor | None = None, tenant: str = DEFAULT_TENANT
+    ) -> None:
+        """Resume a paused queue of ``tenant``."""
+        check_queue_name(queue)
+        self.store.set_paused(queue, False, actor=actor, tenant=tenant)
+        self.backend.resume(address(tenant, queue))
+
+    def queues(self, *, tenant: str | None = None) -> list[QueueCounts]:
+        """Counts for every known queue of ``tenant`` (None, the default for infrastructure
+        such as the queue-depth gauges: of every tenant), by name; each carries its tenant and
+        its bare name. The queue registry holds every tenant's
+        addresses: only ``tenant``'s are read and shown."""
+        known = set(self.store.known_queues()) | {_address_of(c) for c in self.backend.counts()}
+        mine = sorted(a for a in known if tenant is None or split_address(a)[0] == tenant)
+        counts = self.backend.counts(mine)
+        out = []
+        for addr, count in zip(mine, counts, strict=True):
+            owner, name = split_address(addr)
+            out.append(replace(count, name=name, tenant=owner))
+        return out
+
+    def workers(
+        self, *, include_offline: bool = True, tenant: str | None = DEFAULT_TENANT
+    ) -> list[WorkerInfo]:
+        """Registered workers serving ``tenant`` (None: every worker), newest first."""
+        return self.store.list_workers(include_offline=include_offline, tenant=tenant)
+
+
+def _address_of(count: QueueCounts) -> str:
+    """The address a backend's count stands for (its name is an address, or a bare name with
+    the tenant beside it)."""
+    if count.tenant != DEFAULT_TENANT and "/" not in count.name:
+        return address(count.tenant, count.name)
+    return count.name
+
+
+@dataclass(frozen=True, slots=True)
+class TenantTasks:
+    """:class:`TaskService` bound to one tenant: every method acts in :attr:`tenant` only.
+
+    Programs reach tasks only through this (``service.scoped(tenant)``): the HTTP API builds
+    one per request from the caller's credentials, the CLI from ``--tenant``, the client from
+    its ``tenant``. Another tenant's task is "not found", exactly like an id that never
+    existed; another tenant's ids given to a replay are skipped like unknown ones.
+    """
+
+    service: TaskService
+    tenant: str = DEFAULT_TENANT
+    operator: bool = False
+    """Whether the scope was opened by an operator (who may list every tenant's workers)."""
+
+    @property
+    def settings(self) -> Settings:
+        """The service's settings."""
+        return self.service.settings
+
+    @property
+    def store(self) -> Store:
+        """The store underneath, unscoped (health checks, tools): reading tenant data through
+        it bypasses the scope, so programs use this object's methods instead."""
+        return self.service.store
+
+    def prepare(self, spec: EnqueueSpec, *, loc: tuple[Any, ...] = ()) -> TaskInsert:
+        """See :meth:`TaskService.prepare`."""
+        return self.service.prepare(spec, loc=loc, tenant=self.tenant)
+
+    def prepare_many(self, specs: Sequence[EnqueueSpec]) -> list[TaskInsert]:
+        """See :meth:`TaskService.prepare_many`."""
+        return self.service.prepare_many(specs, tenant=self.tenant)
+
+    def enqueue(self, spec: EnqueueSpec, *, actor: Actor | None = None) -> EnqueueResult:
+        """See :meth:`TaskService.enqueue`."""
+        return self.service.enqueue(spec, actor=actor, tenant=self.tenant)
+
+    def enqueue_many(
+        self, specs: Sequence[EnqueueSpec], *, actor: Actor | None = None
+    ) -> list[EnqueueResult]:
+        """See :meth:`TaskService.enqueue_many`."""
+        return self.service.enqueue_many(specs, actor=actor, tenant=self.tenant)
+
+    def get(self, task_id: uuid.UUID, *, runs: bool = True) -> TaskRecord:
+        """See :meth:`TaskService.get`."""
+        return self.service.get(task_id, runs=runs, tenant=self.tenant)
+
+    def get_many(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, TaskRecord]:
+        """The tasks among ``task_ids`` that are this tenant's, by id (runs not read)."""
+        return self.service._get_tasks(task_ids, self.tenant)
+
+    def list_tasks(self, search: TaskSearch | None = None, **filters: Any) -> list[TaskRecord]:
+        """See :meth:`TaskService.list_tasks`."""
+        return self.service.list_tasks(search, tenant=self.tenant, **filters)
+
+    def latest_runs(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
+        """See :meth:`TaskService.latest_runs` (ids this scope's listing returned)."""
+        return self.service.latest_runs(task_ids, tenant=self.tenant)
+
+    def cancel(self, task_id: uuid.UUID, *, actor: Actor | None = None) -> TaskRecord:
+        """See :meth:`TaskService.cancel`."""
+        return self.service.cancel(task_id, actor=actor, tenant=self.tenant)
+
+    def dead_letters(
+        self, queue: str, *, limit: int = 50, before: uuid.UUID | None = None
+    ) -> list[TaskRecord]:
+        """See :meth:`TaskService.dead_letters`."""
+        return self.service.dead_letters(queue, limit=limit, before=before, tenant=self.tenant)
+
+    def replay(
+        self,
+        queue: str | None,
+        task_ids: Sequence[uuid.UUID] | None = None,
+        *,
+        replay_all: bool = False,
+        actor: Actor | None = None,
+        batch_size: int = 500,
+        progress: Callable[[int], None] | None = None,
+    ) -> ReplayResult:
+        """See :meth:`TaskService.replay`."""
+        return self.service.replay(
+            queue,
+            task_ids,
+            replay_all=replay_all,
+            actor=actor,
+            batch_size=batch_size,
+            progress=progress,
+            tenant=self.tenant,
+        )
+
+    def rerun(self, task_id: uuid.UUID, *, actor: Actor | None = None) -> TaskRecord:
+        """See :meth:`TaskService.rerun`."""
+        return self.service.rerun(task_id, actor=actor, tenant=self.tenant)
+
+    def pause(self, queue: str, *, actor: Actor | None = None) -> None:
+        """See :meth:`TaskService.pause`."""
+        self.service.pause(queue, actor=actor, tenant=self.tenant)
 
     def resume(self, queue: str, *, actor: Actor | None = None) -> None:
-        """Resume a paused queue."""
-        check_queue_name(queue)
-        self.store.set_paused(queue, False, actor=actor)
-        self.backend.resume(queue)
+        """See :meth:`TaskService.resume`."""
+        self.service.resume(queue, actor=actor, tenant=self.tenant)
 
     def queues(self) -> list[QueueCounts]:
-        """Counts for every known queue."""
-        names = sorted(set(self.store.known_queues()) | {c.name for c in self.backend.counts()})
-        return self.backend.counts(names)
+        """See :meth:`TaskService.queues`."""
+        return self.service.queues(tenant=self.tenant)
 
-    def workers(self, *, include_offline: bool = True) -> list[WorkerInfo]:
-        """Registered workers, newest first."""
-        return self.store.list_workers(include_offline=include_offline)
+    def workers(
+        self, *, include_offline: bool = True, all_tenants: bool = False
+    ) -> list[WorkerInfo]:
+        """Workers serving this tenant; ``all_tenants`` (operators only) every worker."""
+        if all_tenants and not self.operator:
+            raise ValidationError("only an operator may list the workers of every tenant")
+        tenant = None if all_tenants else self.tenant
+        return self.service.workers(include_offline=include_offline, tenant=tenant)
+
+    def audit(
+        self,
+        *,
+        action: str | None = None,
+        actor: str | None = None,
+        target_id: str | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+        all_tenants: bool = False,
+    ) -> list[Any]:
+        """This tenant's audit rows, newest first (``all_tenants``, operators only: every
+        tenant's); see :meth:`taskrt.store.Store.list_audit`."""
+        if all_tenants and not self.operator:
+            raise ValidationError("only an operator may read the audit log of every tenant")
+        return self.service.store.list_audit(
+            action=action,
+            actor=actor,
+            target_id=target_id,
+            limit=limit,
+            before_id=before_id,
+            tenant=None if all_tenants else self.tenant,
+        )

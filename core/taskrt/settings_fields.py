@@ -132,12 +132,28 @@ class BaseFields(BaseSettings):
             "scrape). The HTTP API always does; turn this on where no API runs."
         ),
     )
+    metrics_tenant_label: bool = Field(
+        default=True,
+        description=(
+            "Metrics carry the tenant's name in their `tenant` label. Off, the label is empty, so "
+            "every tenant's series add up into one and the cardinality is that of a single "
+            "tenant (docs/how-to/tenants.md)."
+        ),
+    )
 
     # --- tasks ------------------------------------------------------------------------------
     default_queue: str = Field(
         default="default",
         pattern=limits.QUEUE_NAME_PATTERN,
         description="Queue for a task whose call and handler name none.",
+    )
+    tenant: str = Field(
+        default="default",
+        pattern=limits.TENANT_NAME_PATTERN,
+        description=(
+            "Tenant the command line and the Python client act in when `--tenant` (or "
+            "`Client(tenant=...)`) names none. It must exist (`taskrt tenants create`)."
+        ),
     )
     max_payload_bytes: int = Field(
         default=256 * 1024, ge=1, description="Largest payload, as JSON, a task may carry."

@@ -33,7 +33,7 @@ class MetricsSubscriber:
     @hookimpl(tryfirst=True)
     def on_tasks_created(self, tasks: Sequence[TaskInsert]) -> None:
         """``taskrt_tasks_created``."""
-        metrics.tasks_created((task.queue, task.name) for task in tasks)
+        metrics.tasks_created((task.tenant, task.queue, task.name) for task in tasks)
 
     @hookimpl(tryfirst=True)
     def on_runs_finished(
@@ -51,7 +51,9 @@ class MetricsSubscriber:
     @hookimpl(tryfirst=True)
     def on_schedule_fired(self, fires: Sequence[ScheduleFire]) -> None:
         """``taskrt_scheduler_fires`` and ``taskrt_scheduler_fire_lag_seconds``."""
-        metrics.schedule_fired((fire.queue, fire.task_name, fire.lag) for fire in fires)
+        metrics.schedule_fired(
+            (fire.tenant, fire.queue, fire.task_name, fire.lag) for fire in fires
+        )
 
 
 class LogSubscriber:

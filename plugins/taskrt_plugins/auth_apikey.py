@@ -41,6 +41,7 @@ from taskrt.auth import (
     Role,
 )
 from taskrt.exceptions import TaskrtError
+from taskrt.records import DEFAULT_TENANT
 from taskrt.store import Store
 
 log = logging.getLogger("taskrt.auth.apikey")
@@ -91,7 +92,11 @@ class ApiKeyBackend:
         self._touch(record.id)
         # two keys may share a name: the prefix tells them apart in audit rows and rate limits
         return Identity(
-            subject=record.name, role=Role(record.role), backend="apikey", credential=prefix
+            subject=record.name,
+            role=Role(record.role),
+            backend="apikey",
+            credential=prefix,
+            tenant=getattr(record, "tenant", DEFAULT_TENANT),
         )
 
     def _touch(self, key_id: uuid.UUID) -> None:
@@ -125,6 +130,18 @@ def _store() -> Store:
     return open_store(get_state().settings)
 
 
+def _tenant(tenant: str | None) -> str:
+    """The tenant a command acts in: ``--tenant`` of the command, else the global one
+    (``taskrt --tenant``, TASKRT_TENANT, the ``tenant`` setting); it must exist."""
+    from taskrt.cli.state import get_state
+
+    state = get_state()
+    return state.check_tenant(tenant if tenant is not None else state.tenant)
+
+
+_TENANT_HELP = "The tenant (default: the global --tenant, TASKRT_TENANT, else 'default')."
+
+
 @click.group("apikey")
 def apikey_group() -> None:
     """Create, list and revoke API keys for the HTTP API."""
@@ -138,17 +155,22 @@ def apikey_group() -> None:
     "--role",
     type=click.Choice([r.value for r in Role]),
     required=True,
-    help="reader: read; producer: also create and cancel tasks; admin: everything.",
+    help="reader: read; producer: also create and cancel tasks; admin: everything in its "
+    "tenant; operator: everything in every tenant (only in the default tenant).",
 )
+@click.option("--tenant", default=None, help="The tenant the key is bound to. " + _TENANT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the key included).")
-def create_command(name: str, role: str, as_json: bool) -> None:
-    """Create a key and print it. It is shown this once: store it now."""
+def create_command(name: str, role: str, tenant: str | None, as_json: bool) -> None:
+    """Create a key bound to a tenant and print it. It is shown this once: store it now."""
     from taskrt.cli.output import print_json
     from taskrt.cli.state import get_state
 
+    bound = _tenant(tenant)
     store = _store()
     try:
-        record, key = create_api_key(store, name=name, role=role, actor=get_state().actor())
+        record, key = create_api_key(
+            store, name=name, role=role, actor=get_state().actor(tenant=bound), tenant=bound
+        )
     finally:
         store.dispose()
     if as_json:
@@ -156,21 +178,28 @@ def create_command(name: str, role: str, as_json: bool) -> None:
         return
     click.echo(key)
     click.echo(
-        f"created API key {record.id} ({record.name}, role {record.role}, prefix "
-        f"{record.prefix}); it cannot be shown again",
+        f"created API key {record.id} ({record.name}, role {record.role}, tenant {bound}, "
+        f"prefix {record.prefix}); it cannot be shown again",
         err=True,
     )
 
 
 @apikey_group.command("list")
+@click.option("--tenant", default=None, help="List this tenant's keys. " + _TENANT_HELP)
+@click.option("--all-tenants", is_flag=True, help="List the keys of every tenant.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def list_command(as_json: bool) -> None:
-    """Every key: name, role, prefix, when it was made and last used, and whether it is revoked."""
+def list_command(tenant: str | None, all_tenants: bool, as_json: bool) -> None:
+    """A tenant's keys (or every tenant's): name, role, tenant, prefix, when it was made and
+    last used, and whether it is revoked."""
     from taskrt.cli.output import print_json, print_table
+    from taskrt.exceptions import ValidationError
 
+    if all_tenants and tenant is not None:
+        raise ValidationError("give --tenant or --all-tenants, not both")
+    scope = None if all_tenants else _tenant(tenant)
     store = _store()
     try:
-        keys = store.list_api_keys()
+        keys = store.list_api_keys(tenant=scope)
     finally:
         store.dispose()
     if as_json:
@@ -178,12 +207,13 @@ def list_command(as_json: bool) -> None:
         return
     print_table(
         "API keys",
-        ["id", "name", "role", "prefix", "created", "last used", "revoked"],
+        ["id", "name", "role", "tenant", "prefix", "created", "last used", "revoked"],
         [
             (
                 str(k.id),
                 k.name,
                 k.role,
+                getattr(k, "tenant", DEFAULT_TENANT),
                 k.prefix,
                 k.created_at.isoformat(timespec="seconds"),
                 k.last_used_at.isoformat(timespec="seconds") if k.last_used_at else "",
@@ -196,8 +226,10 @@ def list_command(as_json: bool) -> None:
 
 @apikey_group.command("revoke")
 @click.argument("key_id")
-def revoke_command(key_id: str) -> None:
-    """Revoke key KEY_ID (its id from `taskrt apikey list`); it stops working at once."""
+@click.option("--tenant", default=None, help="The tenant of the key. " + _TENANT_HELP)
+def revoke_command(key_id: str, tenant: str | None) -> None:
+    """Revoke key KEY_ID (its id from `taskrt apikey list`) of the tenant; it stops working at
+    once. Another tenant's key is "no such key"."""
     from taskrt.cli.state import get_state
     from taskrt.exceptions import ValidationError
 
@@ -205,9 +237,10 @@ def revoke_command(key_id: str) -> None:
         parsed = uuid.UUID(key_id)
     except ValueError:
         raise ValidationError(f"{key_id!r} is not an API key id (a UUID)") from None
+    bound = _tenant(tenant)
     store = _store()
     try:
-        record = store.revoke_api_key(parsed, actor=get_state().actor())
+        record = store.revoke_api_key(parsed, actor=get_state().actor(tenant=bound), tenant=bound)
     finally:
         store.dispose()
     click.echo(f"revoked API key {record.id} ({record.name}, prefix {record.prefix})")

@@ -63,8 +63,24 @@ class JwtSettings(PluginSettings):
         default="role",
         min_length=1,
         description=(
-            "Claim holding the caller's role (`reader`, `producer` or `admin`). The subject "
-            "comes from `sub`; `exp` is always required."
+            "Claim holding the caller's role (`reader`, `producer`, `admin` or `operator`). "
+            "The subject comes from `sub`; `exp` is always required."
+        ),
+    )
+    tenant_claim: str = Field(
+        default="tenant",
+        min_length=1,
+        description=(
+            "Claim holding the tenant the caller belongs to. It must name an existing tenant. "
+            "A token without it belongs to the `default` tenant, unless "
+            "`jwt_require_tenant` is set."
+        ),
+    )
+    require_tenant: bool = Field(
+        default=False,
+        description=(
+            "Refuse (401) tokens without the tenant claim. Set it when more than one tenant "
+            "exists, so a token minted without a tenant cannot act in `default`."
         ),
     )
 

@@ -8,9 +8,12 @@ Configured by settings: ``TASKRT_JWT_SECRET`` selects HS256 with that shared sec
 is the only one accepted, so neither ``alg: none`` nor an HS256 token "signed" with the RS256
 public key can pass. ``exp`` and ``sub`` are required; ``iss`` and ``aud`` are checked when
 ``TASKRT_JWT_ISSUER`` / ``TASKRT_JWT_AUDIENCE`` are set; the role is read from the claim named by
-``TASKRT_JWT_ROLE_CLAIM`` (default ``role``). ``exp``, ``iat`` and ``nbf`` must be JSON numbers (a
-numeric string such as ``"9999999999"`` is refused), and with ``TASKRT_JWT_MAX_LIFETIME`` set a
-token may not live longer than that (``exp - iat``, or ``exp - now`` without ``iat``).
+``TASKRT_JWT_ROLE_CLAIM`` (default ``role``), the tenant from the claim named by
+``TASKRT_JWT_TENANT_CLAIM`` (default ``tenant``; without it the token belongs to ``default``
+unless ``TASKRT_JWT_REQUIRE_TENANT`` is set; an unknown tenant is refused). ``exp``, ``iat``
+and ``nbf`` must be JSON numbers (a numeric string such as ``"9999999999"`` is refused), and
+with ``TASKRT_JWT_MAX_LIFETIME`` set a token may not live longer than that (``exp - iat``, or
+``exp - now`` without ``iat``).
 
 Verification is PyJWT's: signature checking is security code that should not be written again.
 A bearer token that is not a JWT at all is "not mine" (None), so an API key can follow it in the
@@ -21,7 +24,9 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +39,22 @@ from taskrt.auth import (
     AuthenticationFailed,
     Credentials,
     Identity,
+    KnownTenants,
     Role,
 )
 from taskrt.exceptions import ConfigurationError
+from taskrt.limits import TENANT_NAME_PATTERN
+from taskrt.records import DEFAULT_TENANT
 from taskrt.settings import Settings
 from taskrt_plugins.auth_jwt import JwtSettings
 
 log = logging.getLogger("taskrt.auth.jwt")
+
+TENANT_CACHE_TTL = 30.0
+"""Seconds the backend trusts its list of existing tenants (a deleted tenant's tokens work
+for at most this long; a new tenant's work at once)."""
+
+_TENANT_NAME = re.compile(TENANT_NAME_PATTERN)
 
 MIN_SECRET_BYTES = 32
 """RFC 7518 section 3.2: an HS256 key must be at least as long as the hash (256 bits)."""
@@ -79,6 +93,9 @@ class JwtBackend:
         audience: str | None = None,
         role_claim: str = "role",
         max_lifetime: float | None = None,
+        tenant_claim: str = "tenant",
+        require_tenant: bool = False,
+        tenant_exists: Callable[[str], bool] | None = None,
     ) -> None:
         self.key = key
         self.algorithm = algorithm
@@ -86,9 +103,15 @@ class JwtBackend:
         self.audience = audience
         self.role_claim = role_claim
         self.max_lifetime = max_lifetime
+        self.tenant_claim = tenant_claim
+        self.require_tenant = require_tenant
+        self.tenant_exists = tenant_exists
+        """Whether a tenant exists (None: only ``default`` does)."""
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> JwtBackend:
+    def from_settings(
+        cls, settings: Settings, *, tenant_exists: Callable[[str], bool] | None = None
+    ) -> JwtBackend:
         """The backend the ``jwt`` settings section describes; ConfigurationError if it does
         not describe one."""
         jwt_settings = settings.section("jwt", JwtSettings)
@@ -102,6 +125,9 @@ class JwtBackend:
             "audience": jwt_settings.audience,
             "role_claim": jwt_settings.role_claim,
             "max_lifetime": jwt_settings.max_lifetime,
+            "tenant_claim": jwt_settings.tenant_claim,
+            "require_tenant": jwt_settings.require_tenant,
+            "tenant_exists": tenant_exists,
         }
         if secret:
             if len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
@@ -119,7 +145,8 @@ class JwtBackend:
     @classmethod
     def from_context(cls, context: AuthContext) -> JwtBackend:
         """The factory registered as ``jwt``."""
-        return cls.from_settings(context.settings)
+        known = KnownTenants(context.store, ttl=TENANT_CACHE_TTL)
+        return cls.from_settings(context.settings, tenant_exists=known.exists)
 
     def authenticate(self, credentials: Credentials) -> Identity | None:
         """The token's identity; None when the bearer token is not a JWT; AuthenticationFailed
@@ -156,7 +183,27 @@ class JwtBackend:
                 f"JWT refused: claim {self.role_claim!r} must be one of "
                 f"{', '.join(r.value for r in Role)}"
             ) from None
-        return Identity(subject=subject, role=role, backend="jwt")
+        return Identity(subject=subject, role=role, backend="jwt", tenant=self._tenant(claims))
+
+    def _tenant(self, claims: dict[str, Any]) -> str:
+        """The token's tenant: its tenant claim, which must name an existing tenant; without
+        the claim ``default`` (refused when ``require_tenant``)."""
+        if self.tenant_claim not in claims:
+            if self.require_tenant:
+                raise AuthenticationFailed(
+                    f"JWT refused: claim {self.tenant_claim!r} (the tenant) is required"
+                )
+            return DEFAULT_TENANT
+        tenant = claims[self.tenant_claim]
+        if not isinstance(tenant, str) or not _TENANT_NAME.match(tenant):
+            raise AuthenticationFailed(
+                f"JWT refused: claim {self.tenant_claim!r} must be a tenant name"
+            )
+        if tenant != DEFAULT_TENANT and (
+            self.tenant_exists is None or not self.tenant_exists(tenant)
+        ):
+            raise AuthenticationFailed(f"JWT refused: no tenant {tenant!r}")
+        return tenant
 
     def _check_times(self, claims: dict[str, Any]) -> None:
         """Refuse a token meant to live longer than ``max_lifetime``: ``exp - iat``, or

@@ -135,3 +135,91 @@ def test_store_refuses_bad_revocations_and_roles(api: Api) -> None:
         create_api_key(api.store, name="x", role="root")
     with pytest.raises(ValidationError, match="1 to 200"):
         create_api_key(api.store, name="", role="reader")
+
+
+def test_cli_keys_are_bound_to_a_tenant(service_env: dict[str, str], db: Db) -> None:
+    from tests.support.tenants import create_tenant
+
+    create_tenant(db.engine, "acme")
+    create_tenant(db.engine, "bravo")
+    made = run_cli(
+        ["apikey", "create", "--name", "a", "--role", "admin", "--tenant", "acme", "--json"],
+        service_env,
+    )
+    created = json.loads(made.stdout)
+    assert created["tenant"] == "acme"
+    # the global --tenant (and TASKRT_TENANT) is the default of the command's --tenant
+    run_cli(
+        ["--tenant", "bravo", "apikey", "create", "--name", "b", "--role", "reader"], service_env
+    )
+    run_cli(
+        ["apikey", "create", "--name", "c", "--role", "producer"],
+        {**service_env, "TASKRT_TENANT": "bravo"},
+    )
+    rows = db.rows("SELECT name, tenant FROM api_keys ORDER BY name")
+    assert [(r.name, r.tenant) for r in rows] == [("a", "acme"), ("b", "bravo"), ("c", "bravo")]
+    assert (
+        db.scalar(
+            "SELECT tenant FROM audit_log WHERE action = 'apikey.create' AND target_id = :id",
+            id=created["id"],
+        )
+        == "acme"
+    )
+
+    # listing is per tenant; --all-tenants shows every key with its tenant
+    acme = json.loads(run_cli(["apikey", "list", "--tenant", "acme", "--json"], service_env).stdout)
+    assert [k["name"] for k in acme] == ["a"]
+    default = json.loads(run_cli(["apikey", "list", "--json"], service_env).stdout)
+    assert default == []
+    every = run_cli(["apikey", "list", "--all-tenants"], service_env).stdout
+    assert "acme" in every
+    assert "bravo" in every
+    both = run_cli(
+        ["apikey", "list", "--all-tenants", "--tenant", "acme"], service_env, check=False
+    )
+    assert both.returncode == 1
+    assert "not both" in both.stderr
+
+    # revoking another tenant's key: no such key, and the key keeps working
+    other = run_cli(
+        ["apikey", "revoke", created["id"], "--tenant", "bravo"], service_env, check=False
+    )
+    assert other.returncode == 1
+    assert "no API key" in other.stderr
+    assert db.scalar("SELECT revoked_at FROM api_keys WHERE name = 'a'") is None
+    run_cli(["--tenant", "acme", "apikey", "revoke", created["id"]], service_env)
+    assert db.scalar("SELECT revoked_at FROM api_keys WHERE name = 'a'") is not None
+
+
+def test_cli_key_tenant_must_exist_and_operators_live_in_default(
+    service_env: dict[str, str], db: Db
+) -> None:
+    from tests.support.tenants import create_tenant
+
+    create_tenant(db.engine, "acme")
+    unknown = run_cli(
+        ["apikey", "create", "--name", "x", "--role", "admin", "--tenant", "nowhere"],
+        service_env,
+        check=False,
+    )
+    assert unknown.returncode == 1
+    assert "unknown tenant 'nowhere'" in unknown.stderr
+    malformed = run_cli(
+        ["apikey", "create", "--name", "x", "--role", "admin", "--tenant", "No Such"],
+        service_env,
+        check=False,
+    )
+    assert malformed.returncode == 1
+    assert "not a tenant name" in malformed.stderr
+    operator = run_cli(
+        ["apikey", "create", "--name", "op", "--role", "operator", "--tenant", "acme"],
+        service_env,
+        check=False,
+    )
+    assert operator.returncode == 1
+    assert "operator key acts in every tenant" in operator.stderr
+    assert db.scalar("SELECT count(*) FROM api_keys") == 0
+    made = run_cli(
+        ["apikey", "create", "--name", "op", "--role", "operator", "--json"], service_env
+    )
+    assert json.loads(made.stdout)["role"] == "operator"

@@ -71,6 +71,13 @@ ROUTES = [
     Route("GET", "/api/v1/schedules/{schedule_id}/next", Role.READER, 200),
     Route("GET", "/api/v1/workers", Role.READER, 200),
     Route("GET", "/api/v1/audit", Role.ADMIN, 200),
+    Route("POST", "/api/v1/admin/prune", Role.ADMIN, 200, {"dry_run": True}),
+    Route("GET", "/api/v1/tenants", Role.OPERATOR, 200),
+    Route("POST", "/api/v1/tenants", Role.OPERATOR, 201, {"name": "matrix"}),
+    Route("GET", "/api/v1/tenants/{name}", Role.OPERATOR, 200),
+    Route("PATCH", "/api/v1/tenants/{name}", Role.OPERATOR, 200, {"weight": 1}),
+    # the default tenant is never deleted: an operator gets past the role check to the 409
+    Route("DELETE", "/api/v1/tenants/{name}", Role.OPERATOR, 409),
 ]
 
 
@@ -103,6 +110,7 @@ CALLERS: dict[str, tuple[CallerHeaders, Role | None]] = {
         Role.PRODUCER,
     ),
     "admin key": (lambda api: api.auth("admin"), Role.ADMIN),
+    "operator key": (lambda api: api.auth("operator"), Role.OPERATOR),
     "producer JWT": (lambda api: {"Authorization": f"Bearer {api.jwt('producer')}"}, Role.PRODUCER),
 }
 

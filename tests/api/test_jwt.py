@@ -7,12 +7,14 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -190,3 +192,107 @@ def test_the_public_key_may_be_a_file_path(tmp_path: Path, rsa_keys: Any) -> Non
     identity = backend.authenticate(Credentials({"authorization": f"Bearer {token}"}))
     assert identity is not None
     assert (identity.subject, identity.role, identity.backend) == ("svc", Role.PRODUCER, "jwt")
+
+
+# --- tenants --------------------------------------------------------------------------------
+
+
+def _tenant_api(make_api: Callable[..., Api], **settings: Any) -> Api:
+    from tests.support.tenants import create_tenant
+
+    api = make_api(**settings)
+    create_tenant(api.store.engine, "acme")
+    return api
+
+
+def _whoami(api: Api, token: str) -> tuple[int, str | None]:
+    """Status of a task creation with ``token``, and the tenant the task landed in."""
+    response = api.client.post(
+        "/api/v1/tasks", json={"name": "example.echo"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    if response.status_code != 201:
+        return response.status_code, None
+    with api.store.engine.connect() as conn:
+        task_id = uuid.UUID(response.json()["id"])
+        tenant = conn.execute(sa.text("SELECT tenant FROM tasks WHERE id = :id"), {"id": task_id})
+        return 201, tenant.scalar_one()
+
+
+def test_the_tenant_claim_binds_the_token_to_its_tenant(make_api: Callable[..., Api]) -> None:
+    api = _tenant_api(make_api)
+    assert _whoami(api, api.jwt("producer", tenant="acme")) == (201, "acme")
+    # no claim: the default tenant (single-tenant deployments keep working)
+    assert _whoami(api, api.jwt("producer")) == (201, "default")
+    assert _whoami(api, api.jwt("producer", tenant="default")) == (201, "default")
+
+
+@pytest.mark.parametrize("tenant", ["nowhere", "Not A Name", 42, "", "a/b"])
+def test_a_tenant_claim_naming_no_tenant_is_a_401(
+    make_api: Callable[..., Api], tenant: Any
+) -> None:
+    api = _tenant_api(make_api)
+    response = api.client.get(
+        "/api/v1/tasks", headers={"Authorization": f"Bearer {api.jwt('admin', tenant=tenant)}"}
+    )
+    assert response.status_code == 401  # the reason goes to the log, not to the caller
+
+
+def test_require_tenant_refuses_tokens_without_the_claim(make_api: Callable[..., Api]) -> None:
+    api = _tenant_api(make_api, jwt_require_tenant=True)
+    response = api.client.get(
+        "/api/v1/tasks", headers={"Authorization": f"Bearer {api.jwt('admin')}"}
+    )
+    assert response.status_code == 401
+    assert _whoami(api, api.jwt("producer", tenant="acme")) == (201, "acme")
+
+
+def test_the_tenant_claim_name_is_a_setting(make_api: Callable[..., Api]) -> None:
+    api = _tenant_api(make_api, jwt_tenant_claim="org")
+    assert _whoami(api, api.jwt("producer", org="acme")) == (201, "acme")
+    # the default claim name means nothing now
+    assert _whoami(api, api.jwt("producer", tenant="acme")) == (201, "default")
+
+
+def test_a_jwt_operator_may_choose_the_tenant(make_api: Callable[..., Api]) -> None:
+    api = _tenant_api(make_api)
+    headers = {"Authorization": f"Bearer {api.jwt('operator')}", "X-Taskrt-Tenant": "acme"}
+    response = api.client.post("/api/v1/tasks", json={"name": "example.echo"}, headers=headers)
+    assert response.status_code == 201
+    admin = {"Authorization": f"Bearer {api.jwt('admin')}", "X-Taskrt-Tenant": "acme"}
+    assert api.client.get("/api/v1/tasks", headers=admin).status_code == 403
+
+
+def test_a_subject_outside_the_default_tenant_is_named_with_its_tenant() -> None:
+    from taskrt.auth import Identity
+
+    assert Identity("alice", Role.ADMIN, "jwt").principal == "jwt:alice"
+    assert Identity("alice", Role.ADMIN, "jwt", tenant="acme").principal == "jwt:acme/alice"
+    keyed = Identity("ci", Role.ADMIN, "apikey", credential="1f2e3d4c", tenant="acme")
+    assert keyed.principal == "apikey:1f2e3d4c"
+
+
+@pytest.mark.parametrize(
+    ("claims", "settings", "reason"),
+    [
+        ({}, {"require_tenant": True}, r"claim .tenant. \(the tenant\) is required"),
+        ({"tenant": "Bad Name"}, {}, "claim 'tenant' must be a tenant name"),
+        ({"tenant": 7}, {}, "claim 'tenant' must be a tenant name"),
+        ({"tenant": "nowhere"}, {}, "no tenant 'nowhere'"),
+        ({"org": "nowhere"}, {"tenant_claim": "org"}, "no tenant 'nowhere'"),
+    ],
+)
+def test_why_a_tenant_claim_is_refused(
+    claims: dict[str, Any], settings: dict[str, Any], reason: str
+) -> None:
+    from taskrt.auth import AuthenticationFailed
+    from tests.api.conftest import JWT_SECRET
+
+    backend = JwtBackend(JWT_SECRET, "HS256", tenant_exists={"acme"}.__contains__, **settings)
+    body = {"sub": "alice", "role": "admin", "exp": int(time.time()) + 60, **claims}
+    token = jwt.encode(body, JWT_SECRET, "HS256")
+    with pytest.raises(AuthenticationFailed, match=reason):
+        backend.authenticate(Credentials({"authorization": f"Bearer {token}"}))
+    good = jwt.encode({**body, settings.get("tenant_claim", "tenant"): "acme"}, JWT_SECRET)
+    identity = backend.authenticate(Credentials({"authorization": f"Bearer {good}"}))
+    assert identity is not None
+    assert identity.tenant == "acme"

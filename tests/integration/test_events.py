@@ -60,7 +60,8 @@ def test_a_scheduled_fire_runs_the_enqueue_hooks_and_its_events_once(
         cron="* * * * * *", timezone="UTC", task="testkit.chatty", payload={"n": 1}
     )
     created_before = metrics.REGISTRY.get_sample_value(
-        "taskrt_tasks_created_total", {"queue": "default", "task_type": "testkit.chatty"}
+        "taskrt_tasks_created_total",
+        {"tenant": "default", "queue": "default", "task_type": "testkit.chatty"},
     )
 
     fired = wait_for(
@@ -90,7 +91,8 @@ def test_a_scheduled_fire_runs_the_enqueue_hooks_and_its_events_once(
     ]
     # the built-in metrics subscriber counted the task the fire created
     after = metrics.REGISTRY.get_sample_value(
-        "taskrt_tasks_created_total", {"queue": "default", "task_type": "testkit.chatty"}
+        "taskrt_tasks_created_total",
+        {"tenant": "default", "queue": "default", "task_type": "testkit.chatty"},
     )
     assert (after or 0.0) - (created_before or 0.0) == 1
     assert store.get_task(fire.task_id).name == "testkit.chatty"

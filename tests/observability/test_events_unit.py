@@ -46,7 +46,7 @@ class Listener:
         kind = finishes[0].run.name
         counted = metrics.REGISTRY.get_sample_value(
             "taskrt_runs_finished_total",
-            {"queue": "events", "task_type": kind, "outcome": "succeeded"},
+            {"tenant": "default", "queue": "events", "task_type": kind, "outcome": "succeeded"},
         )
         self.calls.append(("on_runs_finished", (len(finishes), dict(ran_seconds), counted)))
 
@@ -111,7 +111,7 @@ def test_written_outcomes_are_one_batch_event_then_each_retry_and_dead_letter() 
         reason="non_retryable",
         error_message="no",
     )
-    labels = {"queue": "events", "task_type": kind}
+    labels = {"tenant": "default", "queue": "events", "task_type": kind}
     assert metrics.REGISTRY.get_sample_value("taskrt_run_duration_seconds_count", labels) == 1
     assert metrics.REGISTRY.get_sample_value(
         "taskrt_dead_lettered_total", {**labels, "reason": "non_retryable"}
@@ -151,7 +151,7 @@ def test_lost_runs_give_the_same_retry_and_dead_letter_events(
     retry, dead_letter = listener.calls[1][1], listener.calls[2][1]
     assert (retry.failed_run_id, retry.reason, retry.delay) == (retried, "lost", 0.0)
     assert (dead_letter.run_id, dead_letter.reason, dead_letter.attempt) == (dead, "lost", 3)
-    labels = {"queue": "events", "task_type": kind}
+    labels = {"tenant": "default", "queue": "events", "task_type": kind}
     assert (
         metrics.REGISTRY.get_sample_value(
             "taskrt_runs_finished_total", {**labels, "outcome": "lost"}
@@ -178,7 +178,7 @@ def test_schedule_fires_are_counted_and_logged_by_the_subscribers(
     with caplog.at_level(logging.INFO, logger="taskrt.scheduler"):
         _events().schedule_fired([fire])
 
-    labels = {"queue": "events", "task_type": kind}
+    labels = {"tenant": "default", "queue": "events", "task_type": kind}
     assert metrics.REGISTRY.get_sample_value("taskrt_scheduler_fires_total", labels) == 1
     assert metrics.REGISTRY.get_sample_value("taskrt_scheduler_fire_lag_seconds_sum", labels) == (
         pytest.approx(0.3)

@@ -20,7 +20,12 @@ DASHBOARD = CONFIG / "grafana" / "taskrt.json"
 ALERTS = CONFIG / "prometheus" / "alerts.yml"
 METRIC = re.compile(r"\btaskrt_[a-z0-9_]+\b")
 # Grafana's variables, replaced by something PromQL accepts before promtool parses a query
-GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$queue": ".*", "$task_type": ".*"}
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "5m",
+    "$tenant": ".*",
+    "$queue": ".*",
+    "$task_type": ".*",
+}
 
 
 def _exported() -> set[str]:

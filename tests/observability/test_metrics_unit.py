@@ -40,7 +40,7 @@ def test_written_outcomes_count_runs_retries_and_dead_letters() -> None:
         RunFinish(run=_run(kind), status="cancelled"),
     ]
     metrics.runs_written(finishes)
-    labels = {"queue": "unit", "task_type": kind}
+    labels = {"tenant": "default", "queue": "unit", "task_type": kind}
     assert _value("taskrt_runs_finished_total", outcome="succeeded", **labels) == 1
     assert _value("taskrt_runs_finished_total", outcome="failed", **labels) == 3
     assert _value("taskrt_runs_finished_total", outcome="cancelled", **labels) == 1
@@ -78,7 +78,7 @@ def test_lost_runs_count_with_what_followed() -> None:
             lost(None, "cancelled"),
         ]
     )
-    labels = {"queue": "unit", "task_type": kind}
+    labels = {"tenant": "default", "queue": "unit", "task_type": kind}
     assert _value("taskrt_runs_finished_total", outcome="lost", **labels) == 3
     assert _value("taskrt_retries_total", reason="lost", **labels) == 1
     assert _value("taskrt_dead_lettered_total", reason="lost", **labels) == 1
@@ -94,7 +94,7 @@ def test_start_latency_and_duration_come_with_the_outcome() -> None:
         RunFinish(run=never, status="cancelled"),  # cancelled before it started
     ]
     metrics.runs_written(finishes, [active, ActiveRun(run=never)])
-    labels = {"queue": "unit", "task_type": kind}
+    labels = {"tenant": "default", "queue": "unit", "task_type": kind}
     assert _value("taskrt_run_start_latency_seconds_count", **labels) == 1
     assert 3.4 < _value("taskrt_run_start_latency_seconds_sum", **labels) < 3.7
     assert _value("taskrt_run_start_latency_seconds_bucket", le="2.5", **labels) == 0
@@ -118,7 +118,7 @@ def test_numbers_recorded_by_several_threads_add_up() -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    labels = {"queue": "unit", "task_type": kind, "outcome": "succeeded"}
+    labels = {"tenant": "default", "queue": "unit", "task_type": kind, "outcome": "succeeded"}
     assert _value("taskrt_runs_finished_total", **labels) == 4000
 
 
@@ -140,17 +140,17 @@ def test_queue_depth_is_read_at_scrape_time_and_cached_briefly(
     source = _Counts()
     metrics.watch_queues(source.queues)
     try:
-        assert _value("taskrt_queue_depth", queue="a", state="ready") == 5
-        assert _value("taskrt_queue_depth", queue="a", state="dlq") == 3
-        assert _value("taskrt_queue_paused", queue="b") == 1
-        _value("taskrt_queue_depth", queue="a", state="inflight")
+        assert _value("taskrt_queue_depth", tenant="default", queue="a", state="ready") == 5
+        assert _value("taskrt_queue_depth", tenant="default", queue="a", state="dlq") == 3
+        assert _value("taskrt_queue_paused", tenant="default", queue="b") == 1
+        _value("taskrt_queue_depth", tenant="default", queue="a", state="inflight")
         assert source.calls == 1  # one read serves scrapes within a second
         monkeypatch.setattr(metrics._QueueDepth, "CACHE_SECONDS", 0.0)
         source.fail = True
         # a store outage costs the depth series of that scrape, not the scrape
         assert (
             metrics.REGISTRY.get_sample_value(
-                "taskrt_queue_depth", {"queue": "a", "state": "ready"}
+                "taskrt_queue_depth", {"tenant": "default", "queue": "a", "state": "ready"}
             )
             is None
         )
@@ -166,7 +166,7 @@ def test_the_source_of_queue_depth_is_held_weakly() -> None:
         del source
         assert (
             metrics.REGISTRY.get_sample_value(
-                "taskrt_queue_depth", {"queue": "a", "state": "ready"}
+                "taskrt_queue_depth", {"tenant": "default", "queue": "a", "state": "ready"}
             )
             is None
         )

@@ -152,6 +152,27 @@ def record(payload: Any, ctx: taskrt.TaskContext) -> dict[str, Any]:
     return {"attempt": ctx.attempt}
 
 
+@taskrt.task("testkit.child")
+def child(payload: Any, ctx: taskrt.TaskContext) -> dict[str, Any]:
+    """A task another task enqueues; returns its payload and its tenant."""
+    return {"payload": payload, "tenant": ctx.tenant}
+
+
+@taskrt.task("testkit.spawn")
+def spawn(payload: Any, ctx: taskrt.TaskContext) -> dict[str, Any]:
+    """Enqueue a ``testkit.child`` without a client (the default client): it must land in
+    this task's tenant."""
+    result = child.enqueue({"parent": str(ctx.task_id)})
+    return {"child": str(result.id), "tenant": ctx.tenant}
+
+
+@taskrt.task("testkit.spawn_async")
+async def spawn_async(payload: Any, ctx: taskrt.TaskContext) -> dict[str, Any]:
+    """:func:`spawn` from an ``async def`` handler (the enqueue runs on a thread of its own)."""
+    result = await asyncio.to_thread(child.enqueue, {"parent": str(ctx.task_id)})
+    return {"child": str(result.id), "tenant": ctx.tenant}
+
+
 @taskrt.hookimpl
 def register_task_handlers(register: Callable[[taskrt.TaskType[Any]], None]) -> None:
     """Register the test task types."""
@@ -171,5 +192,8 @@ def register_task_handlers(register: Callable[[taskrt.TaskType[Any]], None]) -> 
         nul_result,
         deep_result,
         record,
+        child,
+        spawn,
+        spawn_async,
     ):
         register(task_type)

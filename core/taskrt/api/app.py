@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -36,6 +37,7 @@ from taskrt.api.routes_admin import router as admin_router
 from taskrt.api.routes_queues import router as queues_router
 from taskrt.api.routes_schedules import router as schedules_router
 from taskrt.api.routes_tasks import router as tasks_router
+from taskrt.api.routes_tenants import router as tenants_router
 from taskrt.api.security import AuthChain
 from taskrt.api.server import NoDelayH11Protocol
 from taskrt.runtime import Runtime
@@ -69,6 +71,7 @@ def _build(max_body_bytes: int, lifespan: Callable[[FastAPI], Any] | None = None
                 "description": "Cron schedules: create, change, delete, fires, preview.",
             },
             {"name": "admin", "description": "Workers and the audit log."},
+            {"name": "tenants", "description": "Tenants, their weights and quotas (operators)."},
             {"name": "health", "description": "Probes for load balancers and orchestrators."},
         ],
     )
@@ -76,6 +79,7 @@ def _build(max_body_bytes: int, lifespan: Callable[[FastAPI], Any] | None = None
     app.include_router(queues_router)
     app.include_router(schedules_router)
     app.include_router(admin_router)
+    app.include_router(tenants_router)
     app.include_router(probes)
     app.include_router(metrics_router)
     install_docs(app)
@@ -123,7 +127,7 @@ def create_app(
 
     app = _build(settings.api_max_body_bytes, lifespan)
     app.state.taskrt = ApiState(runtime=runtime, service=service, auth=auth, limiter=limiter)
-    metrics.watch_queues(service.queues)
+    metrics.watch_queues(partial(service.queues, tenant=None))  # every tenant's queues
     return app
 
 

@@ -1,9 +1,14 @@
 """What routes depend on: the objects one API process shares, and the caller's identity.
 
 ``Caller(Role.PRODUCER)`` is the dependency a route declares to say which role it needs; it
-authenticates, rate-limits and checks the role, in that order, and hands the route a
-:class:`CallerInfo` that turns into the audit log's :class:`~taskrt.store.Actor`. Routers built
-with ``route_class=AuthFirstRoute`` do all that before the request body is read.
+authenticates, rate-limits and checks the role, in that order, resolves the tenant the request
+acts in, and hands the route a :class:`CallerInfo` that turns into the audit log's
+:class:`~taskrt.store.Actor`. Routers built with ``route_class=AuthFirstRoute`` do all that
+before the request body is read.
+
+Routes reach tasks and schedules only through the caller's tenant scope: the :data:`Tasks`
+dependency (``service.scoped(caller.tenant)``), never the service itself, so another tenant's
+objects are "not found" (404, the same answer as an id that never existed).
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ from taskrt.api.ratelimit import RateLimiter
 from taskrt.api.request_ids import request_id_of
 from taskrt.api.security import AuthChain, actor_name, credentials_from, require_role
 from taskrt.auth import Identity, Role
-from taskrt.records import Actor
+from taskrt.exceptions import UnknownTenantError, ValidationError
+from taskrt.records import DEFAULT_TENANT, Actor
 from taskrt.runtime import Runtime
-from taskrt.service import TaskService
+from taskrt.schedule_service import ScheduleService, TenantSchedules
+from taskrt.service import TaskService, TenantTasks
 from taskrt.settings import Settings
+from taskrt.store import Store
 
 # Declared so the OpenAPI document lists both ways to authenticate; the auth chain reads the
 # raw headers itself (a backend may look at any header).
@@ -33,6 +41,9 @@ _bearer = HTTPBearer(auto_error=False, scheme_name="bearer", description="An API
 _api_key = APIKeyHeader(
     name="X-API-Key", auto_error=False, scheme_name="apiKey", description="An API key."
 )
+
+TENANT_HEADER = "X-Taskrt-Tenant"
+"""The header an operator sends to act in another tenant than its credential's."""
 
 
 @dataclass
@@ -48,6 +59,12 @@ class ApiState:
     def settings(self) -> Settings:
         """The process's settings."""
         return self.runtime.settings
+
+    @property
+    def store(self) -> Store:
+        """The store, for what is no tenant's data (the readiness probe) or takes its
+        tenant explicitly (pruning); routes reach tasks through :data:`Tasks`."""
+        return self.service.store
 
 
 def state_of(request: Request) -> ApiState:
@@ -69,11 +86,21 @@ class CallerInfo:
     identity: Identity
     request_id: str | None
     client_ip: str | None
+    tenant: str = DEFAULT_TENANT
+    """The tenant this request acts in: the credential's, or the one an operator chose."""
+    chosen: bool = False
+    """Whether an operator chose :attr:`tenant` with the ``X-Taskrt-Tenant`` header."""
 
     @property
     def actor(self) -> Actor:
-        """The audit-log actor for changes this request makes."""
-        return Actor(actor_name(self.identity), self.request_id, self.client_ip)
+        """The audit-log actor for changes this request makes (in the acting tenant)."""
+        return Actor(actor_name(self.identity), self.request_id, self.client_ip, self.tenant)
+
+    @property
+    def every_tenant(self) -> bool:
+        """Whether the request speaks for every tenant: an operator that chose none (its
+        prune and its worker listing then cover every tenant)."""
+        return self.identity.operator and not self.chosen
 
 
 class Caller:
@@ -95,7 +122,9 @@ class Caller:
         done: CallerInfo | None = getattr(request.state, CALLER_STATE, None)
         if done is not None:
             return done
-        return await run_in_threadpool(admit, request, self.role)
+        caller = await run_in_threadpool(admit, request, self.role)
+        setattr(request.state, CALLER_STATE, caller)
+        return caller
 
 
 CALLER_STATE = "taskrt_caller"
@@ -113,7 +142,55 @@ def admit(request: Request, role: Role) -> CallerInfo:
         raise
     state.limiter.check(identity, client_ip)
     require_role(identity, role)
-    return CallerInfo(identity, request_id_of(request.scope), client_ip)
+    tenant, chosen = acting_tenant(state, identity, request.headers.get(TENANT_HEADER))
+    return CallerInfo(identity, request_id_of(request.scope), client_ip, tenant, chosen)
+
+
+def acting_tenant(state: ApiState, identity: Identity, asked: str | None) -> tuple[str, bool]:
+    """The tenant a request acts in, and whether the header chose it: the credential's
+    tenant; an operator may name another with ``X-Taskrt-Tenant`` (404 for a tenant that does
+    not exist). Anyone else naming another tenant gets 403: the credentials are bound to
+    theirs (which the caller knows already, so this discloses nothing)."""
+    if asked is None:
+        return identity.tenant, False
+    asked = asked.strip()
+    if not identity.operator:
+        if asked == identity.tenant:
+            return asked, False
+        raise HTTPException(
+            403,
+            f"credentials are bound to tenant {identity.tenant!r}; {TENANT_HEADER} cannot "
+            "choose another (only an operator may)",
+        )
+    try:
+        return state.service.check_tenant(asked), True
+    except ValidationError as exc:
+        raise HTTPException(400, f"{TENANT_HEADER}: {exc}") from None
+    except UnknownTenantError:
+        raise HTTPException(404, f"tenant not found: {asked!r}") from None
+
+
+def caller_of(request: Request) -> CallerInfo:
+    """The :class:`CallerInfo` the route's :class:`Caller` established for ``request``."""
+    caller: CallerInfo | None = getattr(request.state, CALLER_STATE, None)
+    if caller is None:  # a route scoping without declaring its role: a bug, caught in tests
+        raise RuntimeError("a route using Tasks or Schedules must declare a Caller")
+    return caller
+
+
+async def tasks_of(request: Request) -> TenantTasks:
+    """Dependency: the task service bound to the caller's tenant (the only way routes reach
+    tasks). The tenant was checked when the caller was admitted."""
+    caller = caller_of(request)
+    operator = caller.identity.operator
+    return state_of(request).service.scoped(caller.tenant, operator=operator, check=False)
+
+
+async def schedules_of(request: Request) -> TenantSchedules:
+    """Dependency: the schedule service bound to the caller's tenant (cheap: a few
+    references; the tenant was checked when the caller was admitted)."""
+    caller = caller_of(request)
+    return ScheduleService(state_of(request).service).scoped(caller.tenant, check=False)
 
 
 class AuthFirstRoute(APIRoute):
@@ -150,3 +227,5 @@ ReaderCaller = Annotated[CallerInfo, Depends(Caller(Role.READER))]
 ProducerCaller = Annotated[CallerInfo, Depends(Caller(Role.PRODUCER))]
 AdminCaller = Annotated[CallerInfo, Depends(Caller(Role.ADMIN))]
 State = Annotated[ApiState, Depends(api_state)]
+Tasks = Annotated[TenantTasks, Depends(tasks_of)]
+Schedules = Annotated[TenantSchedules, Depends(schedules_of)]

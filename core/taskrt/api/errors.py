@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from taskrt.exceptions import (
     BackendUnavailableError,
     InvalidStateError,
     NotFoundError,
+    QuotaExceededError,
     ValidationError,
 )
 
@@ -166,6 +168,25 @@ async def _on_invalid_state(request: Request, exc: Exception) -> ProblemResponse
     return problem_response(409, str(exc), request_id=request_id_of(request.scope))
 
 
+async def _on_quota_exceeded(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, QuotaExceededError)
+    body = Problem(
+        type=TYPE_PREFIX + "quota-exceeded",
+        title="Quota exceeded",
+        status=429,
+        detail=_printable(str(exc)),
+        request_id=request_id_of(request.scope),
+        quota=exc.quota,
+        limit=exc.limit,
+    )
+    headers = None
+    if exc.retry_after is not None:
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    return ProblemResponse(
+        body.model_dump(mode="json", exclude_none=True), status_code=429, headers=headers
+    )
+
+
 async def _on_unavailable(request: Request, exc: Exception) -> ProblemResponse:
     rid = request_id_of(request.scope)
     # The message may name hosts and drivers: it goes to the log, not to the client.
@@ -201,6 +222,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_request_validation)
     app.add_exception_handler(NotFoundError, _on_not_found)
     app.add_exception_handler(InvalidStateError, _on_invalid_state)
+    app.add_exception_handler(QuotaExceededError, _on_quota_exceeded)
     app.add_exception_handler(BackendUnavailableError, _on_unavailable)
     app.add_exception_handler(redis.RedisError, _on_unavailable)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)

@@ -27,7 +27,8 @@ _DESCRIPTIONS = {
     409: "The object cannot make that move in its current state.",
     413: "The request body is larger than `TASKRT_API_MAX_BODY_BYTES`.",
     422: "The request is not valid; `errors` lists every problem with its field path.",
-    429: "Rate limit exceeded; `Retry-After` says when to come back.",
+    429: "Rate limit exceeded, or (creating tasks) a tenant's quota refused them: type "
+    "`quota-exceeded`, with `quota` and `limit`; `Retry-After` says when to come back.",
     503: "The database or Redis did not answer.",
 }
 

@@ -103,6 +103,7 @@ class RateLimiter:
             Role.READER: Rate.parse(settings.rate_limit_reader),
             Role.PRODUCER: Rate.parse(settings.rate_limit_producer),
             Role.ADMIN: Rate.parse(settings.rate_limit_admin),
+            Role.OPERATOR: Rate.parse(settings.rate_limit_admin),  # operators: the admin rate
         }
         self.anonymous = Rate.parse(settings.rate_limit_anonymous)
         self.client = client

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from taskrt.api.deps import AdminCaller, AuthFirstRoute, ReaderCaller, State, state_of
+from taskrt.api.deps import AdminCaller, AuthFirstRoute, ReaderCaller, State, Tasks, state_of
 from taskrt.api.errors import ProblemResponse, problem_response
 from taskrt.api.openapi import PROBLEMS, problems, role_doc
 from taskrt.api.paging import Cursor, PageLimit, audit_cursor, encode_cursor
@@ -38,11 +38,12 @@ probes = APIRouter(tags=["health"])
 )
 def list_workers(
     caller: ReaderCaller,
-    state: State,
+    tasks: Tasks,
     include_offline: Annotated[bool, Query(description="Include offline workers.")] = True,
 ) -> WorkerList:
-    """Registered workers with their queues, concurrency and last heartbeat, newest first."""
-    workers = state.service.workers(include_offline=include_offline)
+    """Registered workers with their queues, concurrency and last heartbeat, newest first:
+    those serving the caller's tenant (an operator that names no tenant sees every worker)."""
+    workers = tasks.workers(include_offline=include_offline, all_tenants=caller.every_tenant)
     return WorkerList(items=[WorkerOut.of(w) for w in workers])
 
 
@@ -54,18 +55,24 @@ def list_workers(
 )
 def list_audit(
     caller: AdminCaller,
-    state: State,
+    tasks: Tasks,
     action: Annotated[PlainText | None, Query(description="e.g. `task.create`.")] = None,
     actor: Annotated[PlainText | None, Query(description="e.g. `apikey:ci`.")] = None,
     target_id: Annotated[PlainText | None, Query(description="A task id, queue name, ...")] = None,
     limit: PageLimit = 100,
     cursor: Cursor = None,
 ) -> AuditPage:
-    """Who changed what, newest first, filtered by action, actor and target; keyset-paginated
-    like the task list."""
+    """Who changed what in the caller's tenant, newest first, filtered by action, actor and
+    target; keyset-paginated like the task list. An operator that names no tenant reads every
+    tenant's rows."""
     before = audit_cursor(cursor) if cursor else None
-    rows = state.service.store.list_audit(
-        action=action, actor=actor, target_id=target_id, limit=limit + 1, before_id=before
+    rows = tasks.audit(
+        action=action,
+        actor=actor,
+        target_id=target_id,
+        limit=limit + 1,
+        before_id=before,
+        all_tenants=caller.every_tenant,
     )
     page, more = rows[:limit], len(rows) > limit
     return AuditPage(
@@ -93,7 +100,7 @@ def readyz(request: Request) -> Readiness | ProblemResponse:
     checks: dict[str, str] = {}
     failed: list[dict[str, Any]] = []
     try:
-        state.service.store.ping()
+        state.store.ping()
         checks["database"] = "ok"
     except Exception as exc:  # any failure means "not ready"; the reason goes to the log
         log.warning("readiness: the database did not answer: %s", exc)
@@ -129,7 +136,9 @@ def prune_history(body: PruneIn, caller: AdminCaller, state: State) -> PruneOut:
     their retention (or than `older_than`), like `taskrt prune`; audited as `history.prune`.
     Audit rows and schedule fires are left alone when `status`, `queue` or `type` narrows the
     tasks. One request deletes at most `limit` rows per table and says with `more` whether
-    rows are still due (docs/how-to/retention.md)."""
+    rows are still due (docs/how-to/retention.md). A tenant's admin prunes only its tenant's
+    tasks and audit rows (schedule fires are left to automatic retention); an operator that
+    names no tenant prunes every tenant."""
     from taskrt.prune import FINISHED_STATUSES, Pruner, PruneRequest, parse_older_than
 
     request = PruneRequest(
@@ -139,8 +148,9 @@ def prune_history(body: PruneIn, caller: AdminCaller, state: State) -> PruneOut:
         task_type=body.type,
         dry_run=body.dry_run,
         limit=body.limit,
+        tenant=None if caller.every_tenant else caller.tenant,
     )
-    counts = Pruner(state.service.store, state.settings).run(request, actor=caller.actor)
+    counts = Pruner(state.store, state.settings).run(request, actor=caller.actor)
     return PruneOut(
         dry_run=body.dry_run, deleted=PruneCountsOut(**counts.to_dict()), more=counts.more
     )

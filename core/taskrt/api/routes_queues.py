@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from taskrt.api.deps import AdminCaller, AuthFirstRoute, ReaderCaller, State
+from taskrt.api.deps import AdminCaller, AuthFirstRoute, ReaderCaller, Tasks
 from taskrt.api.errors import LocatedValidationError
 from taskrt.api.openapi import PROBLEMS, role_doc
 from taskrt.api.paging import Cursor, PageLimit, encode_cursor, task_cursor
@@ -31,8 +31,9 @@ QueuePath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="
 @router.get(
     "", response_model=QueueList, summary="List queues", openapi_extra=role_doc(Role.READER)
 )
-def list_queues(caller: ReaderCaller, state: State) -> QueueList:
-    """Ready, delayed, in-flight and dead-letter counts and the paused state of every queue."""
+def list_queues(caller: ReaderCaller, tasks: Tasks) -> QueueList:
+    """Ready, delayed, in-flight and dead-letter counts and the paused state of every queue
+    of the caller's tenant (queue names are per tenant)."""
     return QueueList(
         items=[
             QueueOut(
@@ -43,7 +44,7 @@ def list_queues(caller: ReaderCaller, state: State) -> QueueList:
                 dlq=c.dlq,
                 paused=c.paused,
             )
-            for c in state.service.queues()
+            for c in tasks.queues()
         ]
     )
 
@@ -54,9 +55,9 @@ def list_queues(caller: ReaderCaller, state: State) -> QueueList:
     summary="Pause a queue",
     openapi_extra=role_doc(Role.ADMIN),
 )
-def pause_queue(name: QueuePath, caller: AdminCaller, state: State) -> QueueStateOut:
+def pause_queue(name: QueuePath, caller: AdminCaller, tasks: Tasks) -> QueueStateOut:
     """Stop workers fetching from the queue; running tasks go on."""
-    state.service.pause(name, actor=caller.actor)
+    tasks.pause(name, actor=caller.actor)
     return QueueStateOut(name=name, paused=True)
 
 
@@ -66,9 +67,9 @@ def pause_queue(name: QueuePath, caller: AdminCaller, state: State) -> QueueStat
     summary="Resume a queue",
     openapi_extra=role_doc(Role.ADMIN),
 )
-def resume_queue(name: QueuePath, caller: AdminCaller, state: State) -> QueueStateOut:
+def resume_queue(name: QueuePath, caller: AdminCaller, tasks: Tasks) -> QueueStateOut:
     """Let workers fetch from the queue again."""
-    state.service.resume(name, actor=caller.actor)
+    tasks.resume(name, actor=caller.actor)
     return QueueStateOut(name=name, paused=False)
 
 
@@ -81,15 +82,15 @@ def resume_queue(name: QueuePath, caller: AdminCaller, state: State) -> QueueSta
 def list_dead_letters(
     name: QueuePath,
     caller: ReaderCaller,
-    state: State,
+    tasks: Tasks,
     limit: PageLimit = 50,
     cursor: Cursor = None,
 ) -> TaskPage:
     """Dead-lettered tasks of the queue, newest first, each with its last run (and error)."""
-    tasks = state.service.dead_letters(
+    found = tasks.dead_letters(
         name, limit=limit + 1, before=task_cursor(cursor) if cursor else None
     )
-    page, more = tasks[:limit], len(tasks) > limit
+    page, more = found[:limit], len(found) > limit
     return TaskPage(
         items=[TaskOut.of(t) for t in page],
         next_cursor=encode_cursor("t", str(page[-1].id)) if more and page else None,
@@ -103,7 +104,7 @@ def list_dead_letters(
     openapi_extra=role_doc(Role.ADMIN),
 )
 def replay_dead_letters(
-    name: QueuePath, body: ReplayRequest, caller: AdminCaller, state: State
+    name: QueuePath, body: ReplayRequest, caller: AdminCaller, tasks: Tasks
 ) -> ReplayOut:
     """Give dead-lettered tasks of the queue a new run and a fresh retry budget: the listed
     `task_ids`, or every one with `{"all": true}`. Tasks that are not dead-lettered in this
@@ -113,7 +114,5 @@ def replay_dead_letters(
             "give task_ids or all: true (one of them)",
             [{"loc": ["body"], "msg": "give exactly one of task_ids and all"}],
         )
-    result = state.service.replay(
-        name, body.task_ids, replay_all=body.all is True, actor=caller.actor
-    )
+    result = tasks.replay(name, body.task_ids, replay_all=body.all is True, actor=caller.actor)
     return ReplayOut(replayed=result.replayed, skipped=result.skipped)

@@ -13,9 +13,9 @@ import uuid
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
-from taskrt.api.deps import AdminCaller, AuthFirstRoute, ReaderCaller, State
+from taskrt.api.deps import AdminCaller, AuthFirstRoute, ReaderCaller, Schedules
 from taskrt.api.errors import LocatedValidationError, locate
 from taskrt.api.openapi import NOT_FOUND, PROBLEMS, role_doc
 from taskrt.api.paging import Cursor, PageLimit, encode_cursor, schedule_cursor
@@ -32,7 +32,6 @@ from taskrt.api.schedule_schemas import (
 from taskrt.api.schemas import json_problems
 from taskrt.auth import Role
 from taskrt.exceptions import UnknownTaskError, ValidationError
-from taskrt.schedule_service import ScheduleService
 
 router = APIRouter(
     prefix="/api/v1/schedules", tags=["schedules"], responses=PROBLEMS, route_class=AuthFirstRoute
@@ -40,14 +39,6 @@ router = APIRouter(
 
 MAX_PREVIEW = 100
 MAX_FIRES = 500
-
-
-def schedule_service(state: State) -> ScheduleService:
-    """The schedule service over the app's task service (cheap: it holds three references)."""
-    return ScheduleService(state.service)
-
-
-Schedules = Annotated[ScheduleService, Depends(schedule_service)]
 
 
 def _located(exc: ValidationError) -> LocatedValidationError:

@@ -1,6 +1,7 @@
 """``/api/v1/tasks``: create (one or a batch), read, list and cancel tasks.
 
-Every route calls :class:`~taskrt.service.TaskService`; nothing here decides anything about a
+Every route calls :class:`~taskrt.service.TaskService` through the caller's tenant scope
+(:data:`~taskrt.api.deps.Tasks`); nothing here decides anything about a
 task. Field paths of the service's validation errors are prefixed with where they sit in the
 request (``["body", "payload", ...]``, ``["body", "tasks", 3, "queue"]``).
 """
@@ -14,12 +15,11 @@ from fastapi import APIRouter, Header, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from taskrt.api.deps import (
-    ApiState,
     AuthFirstRoute,
     CallerInfo,
     ProducerCaller,
     ReaderCaller,
-    State,
+    Tasks,
 )
 from taskrt.api.errors import LocatedValidationError, locate
 from taskrt.api.openapi import CONFLICT, NOT_FOUND, PROBLEMS, role_doc
@@ -39,7 +39,7 @@ from taskrt.api.schemas import (
 from taskrt.api.task_search import TaskSearchQuery
 from taskrt.auth import Role
 from taskrt.exceptions import BatchValidationError, UnknownTaskError, ValidationError
-from taskrt.service import EnqueueSpec
+from taskrt.service import EnqueueSpec, TenantTasks
 
 router = APIRouter(
     prefix="/api/v1/tasks", tags=["tasks"], responses=PROBLEMS, route_class=AuthFirstRoute
@@ -87,7 +87,7 @@ def _spec(body: TaskCreate, trace_id: str | None, loc: tuple[str | int, ...]) ->
 async def create_task(
     body: TaskCreate,
     caller: ProducerCaller,
-    state: State,
+    tasks: Tasks,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> TaskOut:
@@ -95,13 +95,13 @@ async def create_task(
     (from `dedup_key` or the `Idempotency-Key` header)."""
     # the hottest route: one thread-pool hop for the whole of its blocking work, where a sync
     # route costs two (the call, then FastAPI's validation of what it returned)
-    return await run_in_threadpool(_create_task, body, caller, state, response, idempotency_key)
+    return await run_in_threadpool(_create_task, body, caller, tasks, response, idempotency_key)
 
 
 def _create_task(
     body: TaskCreate,
     caller: CallerInfo,
-    state: ApiState,
+    tasks: TenantTasks,
     response: Response,
     idempotency_key: str | None,
 ) -> TaskOut:
@@ -114,13 +114,13 @@ def _create_task(
         body = body.model_copy(update={"dedup_key": idempotency_key})
     spec = _spec(body, caller.request_id, ("body",))
     try:
-        result = state.service.enqueue(spec, actor=caller.actor)
+        result = tasks.enqueue(spec, actor=caller.actor)
     except ValidationError as exc:
         raise locate(exc, "body") from None
     if not result.created:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/api/v1/tasks/{result.id}"
-    return TaskOut.of(state.service.get(result.id))
+    return TaskOut.of(tasks.get(result.id))
 
 
 @router.post(
@@ -133,7 +133,7 @@ def _create_task(
     openapi_extra=role_doc(Role.PRODUCER),
 )
 def create_tasks(
-    body: TaskBatchCreate, caller: ProducerCaller, state: State, response: Response
+    body: TaskBatchCreate, caller: ProducerCaller, tasks: Tasks, response: Response
 ) -> BatchOut:
     """Create tasks in one transaction, all or nothing: 422 lists every invalid item with its
     index (`["body", "tasks", 3, "payload"]`) and stores none. 201 if any task was created, 200
@@ -149,7 +149,7 @@ def create_tasks(
         # JSON no store could hold: the batch is refused here, and the service names what else
         # is wrong with the other items (its locs count among those items only)
         try:
-            state.service.prepare_many([spec for _, spec in numbered])
+            tasks.prepare_many([spec for _, spec in numbered])
         except BatchValidationError as exc:
             problems += [
                 {**e, "loc": ["body", "tasks", numbered[e["loc"][0]][0], *e["loc"][1:]]}
@@ -158,7 +158,7 @@ def create_tasks(
         raise _batch_refused(problems)
     specs = [spec for _, spec in numbered]
     try:
-        results = state.service.enqueue_many(specs, actor=caller.actor)
+        results = tasks.enqueue_many(specs, actor=caller.actor)
     except ValidationError as exc:
         # the service numbers the items itself, except in a batch of one
         located = (
@@ -193,7 +193,7 @@ def _batch_refused(problems: list[dict[str, Any]]) -> LocatedValidationError:
 )
 def list_tasks(
     caller: ReaderCaller,
-    state: State,
+    tasks: Tasks,
     search: TaskSearchQuery,
     limit: PageLimit = 50,
     cursor: Cursor = None,
@@ -204,9 +204,9 @@ def list_tasks(
     Schedule templates are left out unless `kind` asks for them. Pages are keyset-paginated:
     pass the `next_cursor` of a page as `cursor`, with the same filters, for the next one."""
     before = task_cursor(cursor) if cursor else None
-    tasks = state.service.list_tasks(search, limit=limit + 1, before=before)
-    page, more = tasks[:limit], len(tasks) > limit
-    latest = state.service.store.latest_runs([t.id for t in page])
+    found = tasks.list_tasks(search, limit=limit + 1, before=before)
+    page, more = found[:limit], len(found) > limit
+    latest = tasks.latest_runs([t.id for t in page])
     return TaskPage(
         items=[TaskOut.of(t, latest.get(t.id)) for t in page],
         next_cursor=encode_cursor("t", str(page[-1].id)) if more and page else None,
@@ -220,9 +220,9 @@ def list_tasks(
     responses=NOT_FOUND,
     openapi_extra=role_doc(Role.READER),
 )
-def get_task(task_id: uuid.UUID, caller: ReaderCaller, state: State) -> TaskOut:
+def get_task(task_id: uuid.UUID, caller: ReaderCaller, tasks: Tasks) -> TaskOut:
     """The task and its latest run."""
-    return TaskOut.of(state.service.get(task_id))
+    return TaskOut.of(tasks.get(task_id))
 
 
 @router.get(
@@ -232,9 +232,9 @@ def get_task(task_id: uuid.UUID, caller: ReaderCaller, state: State) -> TaskOut:
     responses=NOT_FOUND,
     openapi_extra=role_doc(Role.READER),
 )
-def get_runs(task_id: uuid.UUID, caller: ReaderCaller, state: State) -> RunList:
+def get_runs(task_id: uuid.UUID, caller: ReaderCaller, tasks: Tasks) -> RunList:
     """Every attempt of the task, oldest first."""
-    return RunList(items=[RunOut.of(r) for r in state.service.get(task_id).runs])
+    return RunList(items=[RunOut.of(r) for r in tasks.get(task_id).runs])
 
 
 @router.post(
@@ -244,10 +244,10 @@ def get_runs(task_id: uuid.UUID, caller: ReaderCaller, state: State) -> RunList:
     responses={**NOT_FOUND, **CONFLICT},
     openapi_extra=role_doc(Role.PRODUCER),
 )
-def cancel_task(task_id: uuid.UUID, caller: ProducerCaller, state: State) -> TaskOut:
+def cancel_task(task_id: uuid.UUID, caller: ProducerCaller, tasks: Tasks) -> TaskOut:
     """Cancel a task: a queued one never runs, a running one is asked to stop (its status
     changes when its worker honours the request). 409 if it already finished."""
-    return TaskOut.of(state.service.cancel(task_id, actor=caller.actor))
+    return TaskOut.of(tasks.cancel(task_id, actor=caller.actor))
 
 
 @router.post(
@@ -257,8 +257,8 @@ def cancel_task(task_id: uuid.UUID, caller: ProducerCaller, state: State) -> Tas
     responses={**NOT_FOUND, **CONFLICT},
     openapi_extra=role_doc(Role.PRODUCER),
 )
-def retry_task(task_id: uuid.UUID, caller: ProducerCaller, state: State) -> TaskOut:
+def retry_task(task_id: uuid.UUID, caller: ProducerCaller, tasks: Tasks) -> TaskOut:
     """Give a finished task (completed, failed or cancelled) a new run with a fresh retry
     budget; audited as ``task.retry``. 409 while the task is still queued, running or waiting
     for a retry."""
-    return TaskOut.of(state.service.rerun(task_id, actor=caller.actor))
+    return TaskOut.of(tasks.rerun(task_id, actor=caller.actor))

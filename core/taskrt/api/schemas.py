@@ -73,6 +73,14 @@ class Problem(BaseModel):
     errors: list[ProblemError] | None = Field(
         default=None, description="For validation errors: every problem with its field path."
     )
+    quota: str | None = Field(
+        default=None,
+        description="For `quota-exceeded`: the tenant's quota that refused, `max-queued` or "
+        "`enqueue-rate`.",
+    )
+    limit: int | str | None = Field(
+        default=None, description="For `quota-exceeded`: that quota's configured value."
+    )
 
 
 # --- tasks ----------------------------------------------------------------------------------

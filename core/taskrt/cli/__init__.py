@@ -24,6 +24,7 @@ from taskrt.cli.queues_cmd import dlq_group, queue_group, queues_command, worker
 from taskrt.cli.schedules_cmd import scheduler_command, schedules_group
 from taskrt.cli.state import CliState, get_state
 from taskrt.cli.tasks_cmd import enqueue_command, task_group
+from taskrt.cli.tenants_cmd import tenants_group
 from taskrt.cli.worker_cmd import worker_command
 from taskrt.exceptions import TaskrtError
 from taskrt.logs import configure_logging
@@ -69,8 +70,16 @@ class TaskrtGroup(click.Group):
     envvar="TASKRT_CONFIG",
     help="TOML settings file (also TASKRT_CONFIG). Environment variables override it.",
 )
+@click.option(
+    "--tenant",
+    "tenant",
+    envvar="TASKRT_TENANT",
+    default=None,
+    help="Tenant every command acts in (also TASKRT_TENANT; else the `tenant` setting, "
+    "'default'). Another tenant's tasks, queues and schedules are not found.",
+)
 @click.pass_context
-def cli(ctx: click.Context, config_file: str | None) -> None:
+def cli(ctx: click.Context, config_file: str | None, tenant: str | None) -> None:
     """taskrt: a distributed task runtime.
 
     Producers enqueue tasks (CLI, Python client, HTTP API, cron schedules); workers on any
@@ -90,6 +99,7 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
     """
     state = ctx.ensure_object(CliState)
     state.config_file = config_file
+    state.tenant_option = tenant
     # one-shot commands: warnings as text; the services switch to TASKRT_LOG_FORMAT and
     # TASKRT_LOG_LEVEL (taskrt.cli.observability)
     configure_logging(None, "cli", log_format="text", level="WARNING")
@@ -111,6 +121,7 @@ for _command in (
     schedules_group,
     plugins_command,
     prune_command,
+    tenants_group,
     db_group,
     config_group,
 ):

@@ -71,14 +71,21 @@ def demo_command(count: int, concurrency: int, seed: int) -> None:
             "run `pip install ./handlers_example` (or `make install`)"
         )
     settings = state.settings
-    service = state.service
-    if settings.is_sqlite and not migrate.is_up_to_date(service.store.engine):
-        migrate.upgrade(service.store.engine)
+    store = state.app.store
+    if settings.is_sqlite and not migrate.is_up_to_date(store.engine):
+        migrate.upgrade(store.engine)
+    service = state.service  # bound to the chosen tenant, like the demo's worker
     backend = describe_backend(settings)
     click.echo(f"store: {backend['store']}, queues: {backend['queue']}")
 
     worker = state.app.worker(
-        WorkerOptions(queues=["default"], concurrency=concurrency, name="demo", shutdown_grace=5)
+        WorkerOptions(
+            queues=["default"],
+            concurrency=concurrency,
+            name="demo",
+            shutdown_grace=5,
+            tenants=[service.tenant],
+        )
     )
     thread = threading.Thread(target=worker.run, name="taskrt-demo-worker", daemon=True)
     thread.start()
@@ -97,7 +104,7 @@ def demo_command(count: int, concurrency: int, seed: int) -> None:
         finished = 0
         while finished < len(ids):
             time.sleep(0.1)
-            statuses = Counter(t.status.value for t in service.store.get_tasks(ids).values())
+            statuses = Counter(t.status.value for t in service.get_many(ids).values())
             finished = statuses["completed"] + statuses["failed"] + statuses["cancelled"]
             progress.update(bar, completed=finished)
     elapsed = time.monotonic() - started

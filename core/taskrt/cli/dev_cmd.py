@@ -105,7 +105,7 @@ def _build_app(state: CliState) -> Any:
     from taskrt.api import create_app
 
     # ConfigurationError here (e.g. an unknown auth backend) stops us before anything runs
-    return create_app(state.runtime, state.service)
+    return create_app(state.runtime, state.app.service)  # it scopes each request itself
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -126,19 +126,23 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _session_key(state: CliState) -> tuple[ApiKeyRecord, str] | None:
-    """An admin key for this session, when the ``apikey`` backend is the one in use."""
+    """An admin key of the chosen tenant for this session, when the ``apikey`` backend is
+    the one in use."""
     from taskrt.apikeys import create_api_key
 
     settings = state.settings
     if settings.auth_disabled or "apikey" not in settings.auth_backends:
         return None
     name = f"taskrt-dev-{socket.gethostname()}-{os.getpid()}"
-    return create_api_key(state.service.store, name=name, role="admin", actor=state.actor())
+    tenant = state.service.tenant
+    return create_api_key(
+        state.app.store, name=name, role="admin", actor=state.actor(), tenant=tenant
+    )
 
 
 def _revoke(state: CliState, record: ApiKeyRecord) -> None:
     try:
-        state.service.store.revoke_api_key(record.id, actor=state.actor())
+        state.app.store.revoke_api_key(record.id, actor=state.actor(), tenant=state.tenant)
     except Exception as exc:  # the store is away: say so, the exit code stays the workers'
         log.warning("could not revoke the session's API key %s: %s", record.prefix, exc)
 
@@ -243,7 +247,7 @@ def _api_part(server: uvicorn.Server, sock: socket.socket) -> _Part:
 def _scheduler_part(state: CliState) -> _Part:
     from taskrt.scheduler.runner import Scheduler
 
-    scheduler = Scheduler(state.schedules, tick=state.settings.scheduler_tick)
+    scheduler = Scheduler(state.app.schedules, tick=state.settings.scheduler_tick)
     thread = threading.Thread(target=scheduler.run, name="taskrt-dev-scheduler", daemon=True)
     return _Part("scheduler", thread, scheduler.request_stop, 10.0)
 
@@ -262,6 +266,7 @@ def _worker_part(
         name=f"dev-{socket.gethostname()}-{os.getpid()}",
         lease_ttl=settings.lease_ttl,
         shutdown_grace=settings.shutdown_grace,
+        tenants=[state.service.tenant],
     )
     worker = state.app.worker(options)
     metrics.watch_worker(worker)

@@ -16,7 +16,7 @@ from taskrt.cli.state import get_state
 from taskrt.exceptions import BatchValidationError, ValidationError
 from taskrt.limits import SERVICE_BATCH_MAX
 from taskrt.records import Actor
-from taskrt.service import EnqueueResult, EnqueueSpec, TaskService
+from taskrt.service import EnqueueResult, EnqueueSpec, TenantTasks
 
 # fields a line may hold, with the JSON types each accepts (run_at is parsed from a string)
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -86,7 +86,7 @@ def _decode(raw: bytes, line: int) -> str:
 
 
 def _store(
-    service: TaskService, batch: list[tuple[int, EnqueueSpec]], actor: Actor, loaded: Loaded
+    service: TenantTasks, batch: list[tuple[int, EnqueueSpec]], actor: Actor, loaded: Loaded
 ) -> None:
     """Store one batch (all or nothing); on refusal name the first bad line."""
     try:

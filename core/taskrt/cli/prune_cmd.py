@@ -3,6 +3,7 @@ settings (docs/how-to/retention.md)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -52,7 +53,9 @@ def prune_command(
 ) -> None:
     """Delete finished tasks (with their runs), audit rows and schedule fires older than their
     retention, in small batches, and print how many rows of each table went. Audit rows and
-    schedule fires are left alone when --status, --queue or --type narrows the tasks."""
+    schedule fires are left alone when --status, --queue or --type narrows the tasks. With a
+    tenant named (--tenant, TASKRT_TENANT) only that tenant's tasks and audit rows are pruned
+    (schedule fires are left to automatic retention); without, every tenant's."""
     from taskrt.prune import Archive, Pruner, PruneRequest, parse_older_than, parse_statuses
 
     request = PruneRequest(
@@ -64,6 +67,8 @@ def prune_command(
         limit=limit,
     )
     state = get_state()
+    if state.tenant_chosen:  # one tenant's tasks and audit rows only (fires are left alone)
+        request = replace(request, tenant=state.check_tenant(state.tenant))
     pruner = Pruner(state.app.store, state.settings)
     if archive is not None and not dry_run:
         with Archive(archive) as sink:

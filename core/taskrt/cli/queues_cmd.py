@@ -154,10 +154,14 @@ def _replay_targets(targets: tuple[str, ...]) -> tuple[str | None, list[str]]:
 
 @click.command("workers")
 @click.option("--all", "include_offline", is_flag=True, help="Include offline workers.")
+@click.option("--all-tenants", is_flag=True, help="Workers of every tenant (not only --tenant's).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def workers_command(include_offline: bool, as_json: bool) -> None:
-    """Registered workers with their queues, concurrency and last heartbeat."""
-    workers = get_state().service.workers(include_offline=include_offline or as_json)
+def workers_command(include_offline: bool, all_tenants: bool, as_json: bool) -> None:
+    """Registered workers serving the tenant (--tenant), with their queues, concurrency and
+    last heartbeat."""
+    workers = get_state().service.workers(
+        include_offline=include_offline or as_json, all_tenants=all_tenants
+    )
     if as_json:
         print_json([w.to_dict() for w in workers])
         return

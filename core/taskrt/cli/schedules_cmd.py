@@ -19,10 +19,11 @@ from taskrt.cli.state import get_state
 from taskrt.cli.tasks_cmd import parse_payload
 from taskrt.exceptions import ValidationError
 from taskrt.records import ScheduleRecord
-from taskrt.schedule_service import ScheduleService
+from taskrt.schedule_service import TenantSchedules
 
 
-def _service() -> ScheduleService:
+def _service() -> TenantSchedules:
+    """The schedule service bound to the command's tenant (``--tenant``)."""
     return get_state().schedules
 
 
@@ -38,7 +39,10 @@ def parse_schedule_id(text: str) -> uuid.UUID:
 @metrics_port_option
 @log_format_option
 def scheduler_command(metrics_port: int | None, log_format: str | None) -> None:
-    """Fire cron schedules until SIGTERM or Ctrl-C (run as many as you like)."""
+    """Fire cron schedules of every tenant until SIGTERM or Ctrl-C (run as many as you like);
+    each schedule fires into its own tenant."""
+    from functools import partial
+
     from taskrt import metrics
     from taskrt.scheduler.runner import Scheduler
 
@@ -46,15 +50,16 @@ def scheduler_command(metrics_port: int | None, log_format: str | None) -> None:
     settings = state.settings
     refuse_multiprocess_dir("scheduler")
     start_logging(settings, "scheduler", log_format)
-    scheduler = Scheduler(_service(), tick=settings.scheduler_tick)
+    app = state.app
+    scheduler = Scheduler(app.schedules, tick=settings.scheduler_tick)
     if settings.metrics_queue_depth:
-        metrics.watch_queues(state.service.queues)
+        metrics.watch_queues(partial(app.service.queues, tenant=None))
     stop_metrics = start_metrics(settings, metrics_port)
     scheduler.install_signal_handlers()
     code = scheduler.run()
     if stop_metrics is not None:
         stop_metrics()
-    state.service.close()
+    app.close()
     sys.exit(code)
 
 

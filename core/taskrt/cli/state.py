@@ -1,5 +1,10 @@
-"""What CLI commands share: the config path and, built on first use, settings, the runtime and
-the wired :class:`~taskrt.app.App` (store, queue backend, services)."""
+"""What CLI commands share: the config path, the tenant and, built on first use, settings, the
+runtime and the wired :class:`~taskrt.app.App` (store, queue backend, services).
+
+Commands reach tasks and schedules only through :attr:`CliState.service` and
+:attr:`CliState.schedules`, both bound to :attr:`CliState.tenant` (``--tenant``,
+TASKRT_TENANT, the ``tenant`` setting, else ``default``). The command line has the database's
+credentials, so it may act in any tenant that exists; an unknown one is "no such tenant"."""
 
 from __future__ import annotations
 
@@ -16,15 +21,17 @@ if TYPE_CHECKING:
     from taskrt.app import App
     from taskrt.records import Actor
     from taskrt.runtime import Runtime
-    from taskrt.schedule_service import ScheduleService
-    from taskrt.service import TaskService
+    from taskrt.schedule_service import TenantSchedules
+    from taskrt.service import TenantTasks
 
 
 class CliState:
     """Lazily built objects for one CLI invocation."""
 
-    def __init__(self, config_file: str | None = None) -> None:
+    def __init__(self, config_file: str | None = None, tenant: str | None = None) -> None:
         self.config_file = config_file
+        self.tenant_option = tenant
+        """``--tenant`` as given (None: the ``tenant`` setting decides)."""
 
     @cached_property
     def settings(self) -> Settings:
@@ -46,14 +53,37 @@ class CliState:
         return App.open(self.settings, runtime=self.runtime, prepare=self.prepare_database)
 
     @property
-    def service(self) -> TaskService:
-        """The task service over the configured store and queue backend."""
-        return self.app.service
+    def tenant(self) -> str:
+        """The tenant commands act in: ``--tenant`` (or TASKRT_TENANT), else the ``tenant``
+        setting (which defaults to ``default``)."""
+        if self.tenant_option is not None:
+            return self.tenant_option
+        return self.settings.tenant
 
     @property
-    def schedules(self) -> ScheduleService:
-        """The schedule service over :attr:`service`."""
-        return self.app.schedules
+    def tenant_chosen(self) -> bool:
+        """Whether the user named a tenant (``--tenant``, TASKRT_TENANT, or a ``tenant``
+        setting other than ``default``): commands that otherwise act on every tenant (the
+        prune) then keep to it."""
+        from taskrt.records import DEFAULT_TENANT
+
+        return self.tenant_option is not None or self.settings.tenant != DEFAULT_TENANT
+
+    def check_tenant(self, tenant: str) -> str:
+        """``tenant`` if it exists; ValidationError for a malformed name, "no such tenant"
+        (exit 1) for an unknown one."""
+        return self.app.service.check_tenant(tenant)
+
+    @cached_property
+    def service(self) -> TenantTasks:
+        """The task service over the configured store and queue backend, bound to
+        :attr:`tenant`."""
+        return self.app.service.scoped(self.check_tenant(self.tenant), operator=True)
+
+    @cached_property
+    def schedules(self) -> TenantSchedules:
+        """The schedule service, bound to :attr:`tenant`."""
+        return self.app.schedules.scoped(self.check_tenant(self.tenant))
 
     def prepare_database(self, engine: Engine) -> None:
         """Create the embedded SQLite schema on first use; on a server, check it (one-line
@@ -63,8 +93,9 @@ class CliState:
         if prepare_database(self.settings, engine):
             click.echo(f"taskrt: created the database schema in {engine.url}", err=True)
 
-    def actor(self) -> Actor:
-        """The audit actor for changes made from this command line (``cli:<user>``)."""
+    def actor(self, *, tenant: str | None = None) -> Actor:
+        """The audit actor for changes made from this command line (``cli:<user>``), in
+        ``tenant`` (default: :attr:`tenant`)."""
         import getpass
 
         from taskrt.records import Actor
@@ -73,7 +104,7 @@ class CliState:
             user = getpass.getuser()
         except (KeyError, OSError):
             user = "unknown"
-        return Actor(f"cli:{user}")
+        return Actor(f"cli:{user}", tenant=self.tenant if tenant is None else tenant)
 
 
 def get_state(ctx: click.Context | None = None) -> CliState:

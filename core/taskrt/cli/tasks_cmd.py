@@ -316,7 +316,7 @@ def list_command(
     found = service.list_tasks(search, limit=limit + 1, before=before)
     page = found[:limit]
     next_cursor = encode_cursor("t", str(page[-1].id)) if len(found) > limit else None
-    latest = service.store.latest_runs([t.id for t in page])
+    latest = service.latest_runs([t.id for t in page])
     if as_json:
         items = [_item(t, latest.get(t.id)) for t in page]
         print_json({"items": items, "next_cursor": next_cursor})

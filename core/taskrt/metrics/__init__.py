@@ -28,7 +28,14 @@ the one-at-a-time counters, :mod:`.gauges` the scrape-time gauges, :mod:`.exposi
 from __future__ import annotations
 
 from taskrt._version import __version__
-from taskrt.metrics.catalog import CATALOG, MULTIPROC_ENV, REGISTRY, MetricInfo
+from taskrt.metrics.catalog import (
+    CATALOG,
+    MULTIPROC_ENV,
+    REGISTRY,
+    MetricInfo,
+    label_tenants,
+    tenant_label,
+)
 from taskrt.metrics.exposition import exposition_registry, multiprocess_mode, render, serve
 from taskrt.metrics.gauges import (
     WatchedWorker,
@@ -44,6 +51,7 @@ from taskrt.metrics.record import (
     event_loop_stalled,
     handler_abandoned,
     outcome_unwritable,
+    quota_refused,
     redis_rebuilt,
     rows_pruned,
     runs_handed_back,
@@ -68,8 +76,10 @@ __all__ = [
     "event_loop_stalled",
     "exposition_registry",
     "handler_abandoned",
+    "label_tenants",
     "multiprocess_mode",
     "outcome_unwritable",
+    "quota_refused",
     "record_finishes",
     "redis_rebuilt",
     "render",
@@ -82,6 +92,7 @@ __all__ = [
     "scheduler_ticked",
     "serve",
     "tasks_created",
+    "tenant_label",
     "watch_queues",
     "watch_worker",
 ]

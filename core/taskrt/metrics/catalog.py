@@ -44,7 +44,26 @@ CATALOG: list[MetricInfo] = []
 REGISTRY = CollectorRegistry(auto_describe=True)
 """taskrt's metrics and nothing else (no process or Python metrics)."""
 
-RUN_LABELS = ("queue", "task_type")
+_tenant_label = [True]
+
+
+def label_tenants(enabled: bool) -> None:
+    """Whether the ``tenant`` label carries the tenant's name (TASKRT_METRICS_TENANT_LABEL).
+
+    Off, its value is empty: Prometheus treats an empty label as absent, so the series of all
+    tenants add up into one and the cardinality is that of a single-tenant deployment. The
+    label set itself never changes (the catalog is fixed at import).
+    """
+    _tenant_label[0] = enabled
+
+
+def tenant_label(tenant: str) -> str:
+    """The ``tenant`` label's value for ``tenant``: its name, or empty when labels are off."""
+    return tenant if _tenant_label[0] else ""
+
+
+RUN_LABELS = ("tenant", "queue", "task_type")
+QUEUE_LABELS = ("tenant", "queue")
 OUTCOMES = ("succeeded", "failed", "lost", "cancelled")
 # reasons whose series exist from the first run of a type on, so that increase() and rate()
 # see their first event (a series that starts at 1 shows no increase)
@@ -171,11 +190,13 @@ QUEUE_DEPTH_INFO = _gauge(
     "Runs in a queue by state: ready, delayed, inflight (leased to a worker) and dlq "
     "(dead-lettered tasks). Read at scrape time, as `taskrt queues` shows it; exported by the "
     "API (and by workers and schedulers with TASKRT_METRICS_QUEUE_DEPTH), so aggregate with "
-    "max by (queue, state).",
-    ("queue", "state"),
+    "max by (tenant, queue, state).",
+    (*QUEUE_LABELS, "state"),
 )
 QUEUE_PAUSED_INFO = _gauge(
-    "taskrt_queue_paused", "1 while the queue is paused, else 0. Read at scrape time.", ("queue",)
+    "taskrt_queue_paused",
+    "1 while the queue is paused, else 0. Read at scrape time.",
+    QUEUE_LABELS,
 )
 SLOTS_BUSY_INFO = _gauge(
     "taskrt_worker_slots_busy", "Handlers the worker is running now.", ("worker",)
@@ -238,7 +259,7 @@ RUNS_NOT_DUE = _counter(
     "Runs Redis handed a worker before their due time by the database clock; the claim "
     "refused them and put them back in their delayed set without spending an attempt. A "
     "steady rate means the Redis and database clocks are apart (harmless, but check NTP).",
-    ("queue",),
+    QUEUE_LABELS,
 )
 REDIS_REBUILDS = _counter(
     "taskrt_redis_rebuilds",
@@ -250,7 +271,7 @@ CLAIM_FAILURES = _counter(
     "taskrt_claim_failures",
     "Claims of leased runs that failed because the store was away; their runs went straight "
     "back to their queues (no attempt spent) and the worker backed off.",
-    ("queue",),
+    QUEUE_LABELS,
 )
 CLAIMS_UNDONE = _counter(
     "taskrt_claims_undone",
@@ -258,6 +279,16 @@ CLAIMS_UNDONE = _counter(
     "committed without waiting for the WAL flush): the outcome was refused, the run was "
     "queued again and put back in its queue; its handler runs again under the same attempt.",
     RUN_LABELS,
+)
+
+# --- tenants --------------------------------------------------------------------------------
+
+QUOTA_REFUSALS = _counter(
+    "taskrt_quota_refusals",
+    "Enqueues a tenant's quota refused (HTTP 429; nothing was stored), by tenant and quota: "
+    "`max-queued` (too many tasks waiting) or `enqueue-rate` (too many created per period). "
+    "Counted by the process that refused them; a batch counts once.",
+    ("tenant", "quota"),
 )
 
 # --- history ----------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from taskrt.metrics.catalog import (
     SLOTS_BUSY_INFO,
     SLOTS_CAPACITY_INFO,
     MetricInfo,
+    tenant_label,
 )
 from taskrt.metrics.runs import RunsCollector
 
@@ -123,15 +124,25 @@ class _QueueDepth(Collector):
 
     def collect(self) -> Iterator[Metric]:
         depth, paused = _family(QUEUE_DEPTH_INFO), _family(QUEUE_PAUSED_INFO)
+        # keyed by labels: with TASKRT_METRICS_TENANT_LABEL off, tenants' same-named queues
+        # add up into one series (a scrape must not hold the same labels twice)
+        depths: dict[tuple[str, str, str], float] = {}
+        pauses: dict[tuple[str, str], float] = {}
         for c in self._counts():
-            for state, value in (
+            queue = (tenant_label(c.tenant), c.name)
+            state_values: tuple[tuple[str, float], ...] = (
                 ("ready", c.ready),
                 ("delayed", c.delayed),
                 ("inflight", c.inflight),
                 ("dlq", c.dlq),
-            ):
-                depth.add_metric([c.name, state], value)
-            paused.add_metric([c.name], 1.0 if c.paused else 0.0)
+            )
+            for state, value in state_values:
+                depths[(*queue, state)] = depths.get((*queue, state), 0.0) + value
+            pauses[queue] = max(pauses.get(queue, 0.0), 1.0 if c.paused else 0.0)
+        for labels, value in depths.items():
+            depth.add_metric(list(labels), value)
+        for queue_labels, flag in pauses.items():
+            paused.add_metric(list(queue_labels), flag)
         yield depth
         yield paused
 

@@ -16,6 +16,7 @@ from taskrt.metrics.catalog import (
     EVENT_LOOP_STALLS,
     HANDLERS_ABANDONED,
     OUTCOMES_UNWRITABLE,
+    QUOTA_REFUSALS,
     REDIS_REBUILDS,
     ROWS_PRUNED,
     RUNS_HANDED_BACK,
@@ -23,25 +24,46 @@ from taskrt.metrics.catalog import (
     SCHEDULER_FIRE_LAG,
     SCHEDULER_FIRES,
     TASKS_CREATED,
+    tenant_label,
 )
+from taskrt.records import DEFAULT_TENANT, split_address
+
+RunKey = tuple[str, str] | tuple[str, str, str]
+"""``(queue, task type)`` of the default tenant, or ``(tenant, queue, task type)``."""
 
 
-def tasks_created(created: Iterable[tuple[str, str]]) -> None:
-    """Count created tasks, given as (queue, task type) pairs."""
-    for queue, task_type in created:
-        TASKS_CREATED.labels(queue, task_type).inc()
+def _run_labels(key: RunKey) -> tuple[str, str, str]:
+    if len(key) == 3:
+        return tenant_label(key[0]), key[1], key[2]
+    return tenant_label(DEFAULT_TENANT), key[0], key[1]
 
 
-def schedule_fired(fires: Iterable[tuple[str, str, float]]) -> None:
-    """Count schedule fires with their lag, given as (queue, task type, lag seconds)."""
-    for queue, task_type, lag in fires:
-        SCHEDULER_FIRES.labels(queue, task_type).inc()
-        SCHEDULER_FIRE_LAG.labels(queue, task_type).observe(max(lag, 0.0))
+def _queue_labels(queue: str | tuple[str, str]) -> tuple[str, str]:
+    """``(tenant, queue)`` labels of a queue address (``acme/emails``) or a (tenant, queue)."""
+    tenant, name = split_address(queue) if isinstance(queue, str) else queue
+    return tenant_label(tenant), name
 
 
-def handler_abandoned(queue: str, task_type: str, kind: str) -> None:
+def tasks_created(created: Iterable[RunKey]) -> None:
+    """Count created tasks, given as (tenant, queue, task type) (or (queue, task type) of the
+    default tenant)."""
+    for key in created:
+        TASKS_CREATED.labels(*_run_labels(key)).inc()
+
+
+def schedule_fired(fires: Iterable[tuple[str, str, str, float]]) -> None:
+    """Count schedule fires with their lag, given as (tenant, queue, task type, lag seconds)."""
+    for tenant, queue, task_type, lag in fires:
+        labels = _run_labels((tenant, queue, task_type))
+        SCHEDULER_FIRES.labels(*labels).inc()
+        SCHEDULER_FIRE_LAG.labels(*labels).observe(max(lag, 0.0))
+
+
+def handler_abandoned(
+    queue: str, task_type: str, kind: str, *, tenant: str = DEFAULT_TENANT
+) -> None:
     """Count a handler whose run was failed at its hard deadline while it still ran."""
-    HANDLERS_ABANDONED.labels(queue, task_type, kind).inc()
+    HANDLERS_ABANDONED.labels(*_run_labels((tenant, queue, task_type)), kind).inc()
 
 
 def event_loop_stalled(worker: str) -> None:
@@ -49,20 +71,22 @@ def event_loop_stalled(worker: str) -> None:
     EVENT_LOOP_STALLS.labels(worker).inc()
 
 
-def runs_handed_back(pairs: Iterable[tuple[str, str]], reason: str) -> None:
-    """Count claimed runs handed back untouched, given as (queue, task type) pairs."""
-    for queue, task_type in pairs:
-        RUNS_HANDED_BACK.labels(queue, task_type, reason).inc()
+def runs_handed_back(pairs: Iterable[RunKey], reason: str) -> None:
+    """Count claimed runs handed back untouched, given as (tenant, queue, task type) (or
+    (queue, task type) of the default tenant)."""
+    for key in pairs:
+        RUNS_HANDED_BACK.labels(*_run_labels(key), reason).inc()
 
 
-def outcome_unwritable(queue: str, task_type: str) -> None:
+def outcome_unwritable(queue: str, task_type: str, *, tenant: str = DEFAULT_TENANT) -> None:
     """Count one outcome the store refused for its data."""
-    OUTCOMES_UNWRITABLE.labels(queue, task_type).inc()
+    OUTCOMES_UNWRITABLE.labels(*_run_labels((tenant, queue, task_type))).inc()
 
 
 def runs_not_due(queue: str, count: int) -> None:
-    """Count runs a claim refused because they were not due yet by the database clock."""
-    RUNS_NOT_DUE.labels(queue).inc(count)
+    """Count runs a claim refused because they were not due yet by the database clock
+    (``queue``: the queue's address, ``acme/emails``, or a default tenant's bare name)."""
+    RUNS_NOT_DUE.labels(*_queue_labels(queue)).inc(count)
 
 
 def redis_rebuilt(reason: str) -> None:
@@ -70,16 +94,22 @@ def redis_rebuilt(reason: str) -> None:
     REDIS_REBUILDS.labels(reason).inc()
 
 
-def claim_failed(queues: Iterable[str]) -> None:
-    """Count one failed claim per leased run, by queue."""
+def claim_failed(queues: Iterable[str | tuple[str, str]]) -> None:
+    """Count one failed claim per leased run, by queue: addresses or (tenant, queue) pairs."""
     for queue in queues:
-        CLAIM_FAILURES.labels(queue).inc()
+        CLAIM_FAILURES.labels(*_queue_labels(queue)).inc()
 
 
-def claims_undone(pairs: Iterable[tuple[str, str]]) -> None:
-    """Count runs whose claim a database crash undid, as (queue, task type) pairs."""
-    for queue, task_type in pairs:
-        CLAIMS_UNDONE.labels(queue, task_type).inc()
+def claims_undone(pairs: Iterable[RunKey]) -> None:
+    """Count runs whose claim a database crash undid, as (tenant, queue, task type) (or
+    (queue, task type) of the default tenant)."""
+    for key in pairs:
+        CLAIMS_UNDONE.labels(*_run_labels(key)).inc()
+
+
+def quota_refused(tenant: str, quota: str) -> None:
+    """Count one enqueue (a task or a batch) refused by ``tenant``'s ``quota``."""
+    QUOTA_REFUSALS.labels(tenant_label(tenant), quota).inc()
 
 
 def api_request(method: str, route: str, status: int, seconds: float) -> None:

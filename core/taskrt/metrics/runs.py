@@ -32,6 +32,7 @@ from taskrt.metrics.catalog import (
     RUN_START_LATENCY_INFO,
     RUNS_FINISHED_INFO,
     START_LATENCY_BUCKETS,
+    tenant_label,
 )
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class TimedRun(Protocol):
 
 
 class _Tally:
-    """What one thread recorded about the runs of one (queue, task type)."""
+    """What one thread recorded about the runs of one (tenant, queue, task type)."""
 
     __slots__ = ("dead", "duration", "duration_sum", "finished", "retries", "start", "start_sum")
 
@@ -68,19 +69,21 @@ class _Tally:
 
 
 _local = threading.local()
-_tallies: list[dict[tuple[str, str], _Tally]] = []
-"""Every recording thread's tallies, by (queue, task type); kept after the thread ends."""
+_tallies: list[dict[tuple[str, str, str], _Tally]] = []
+"""Every recording thread's tallies, by (tenant label, queue, task type); kept after the thread
+ends."""
 
 
-def _tally(queue: str, task_type: str) -> _Tally:
+def _tally(tenant: str, queue: str, task_type: str) -> _Tally:
+    key = (tenant_label(tenant), queue, task_type)
     try:
-        mine: dict[tuple[str, str], _Tally] = _local.tallies
+        mine: dict[tuple[str, str, str], _Tally] = _local.tallies
     except AttributeError:
         mine = _local.tallies = {}
         _tallies.append(mine)
-    tally = mine.get((queue, task_type))
+    tally = mine.get(key)
     if tally is None:
-        tally = mine[(queue, task_type)] = _Tally()
+        tally = mine[key] = _Tally()
     return tally
 
 
@@ -96,7 +99,7 @@ def record_finishes(
     """:func:`runs_written` with the handlers' run times by run id (None: it never ran)."""
     for finish in finishes:
         run = finish.run
-        tally = _tally(run.queue, run.name)
+        tally = _tally(run.tenant, run.queue, run.name)
         status = finish.status
         tally.finished[status] += 1
         if status == "failed":
@@ -121,7 +124,7 @@ def record_finishes(
 def runs_lost(lost: Sequence[LostRun]) -> None:
     """Count runs a maintenance pass found lost, and the retry or dead letter that followed."""
     for run in lost:
-        tally = _tally(run.queue, run.task_name)
+        tally = _tally(run.tenant, run.queue, run.task_name)
         tally.finished["lost"] += 1
         if run.next_run is not None:
             tally.retries["lost"] += 1
@@ -155,8 +158,8 @@ class RunsCollector(Collector):
         finished: dict[tuple[str, ...], int] = {}
         retries: dict[tuple[str, ...], int] = {}
         dead: dict[tuple[str, ...], int] = {}
-        start: dict[tuple[str, str], tuple[list[int], float]] = {}
-        duration: dict[tuple[str, str], tuple[list[int], float]] = {}
+        start: dict[tuple[str, str, str], tuple[list[int], float]] = {}
+        duration: dict[tuple[str, str, str], tuple[list[int], float]] = {}
         for mine in list(_tallies):
             for key, tally in list(mine.items()):  # copies: the owner may add meanwhile
                 for into, counts in (

@@ -3,6 +3,10 @@
 The worker, the service layer and the maintenance loop talk to a :class:`QueueBackend` only;
 none of them knows whether the queues live in Redis or in the database. PostgreSQL (or SQLite)
 stays the truth in both cases: a backend's writes to the store go through :mod:`taskrt.store`.
+
+Every ``queue``/``queues`` argument of this interface is a queue *address*
+(:func:`taskrt.records.address`): the bare queue name for the default tenant, ``tenant/queue``
+for any other, so a single-tenant deployment passes exactly the queue names it always did.
 """
 
 from __future__ import annotations
@@ -21,28 +25,46 @@ from taskrt.records import (
     RenewReport,
     RunFinish,
     WorkerIdentity,
+    split_address,
 )
+
+FetchPlan = Sequence[tuple[str, int]]
+"""What to fetch, in order: (queue address, most runs to take from it). The same address may
+come twice (the fair fetch's second pass); a fetch skips an address that came back short."""
+
+
+def as_plan(queues: Sequence[str] | FetchPlan, limit: int) -> list[tuple[str, int]]:
+    """A fetch plan from either a plan or plain addresses in priority order (each address
+    then may give up to ``limit``, exactly today's fetch)."""
+    return [(q, limit) if isinstance(q, str) else (q[0], int(q[1])) for q in queues]
 
 
 @dataclass(frozen=True, slots=True)
 class Leased:
     """Runs a backend leased for a worker in stage one of a fetch and not yet claimed.
 
-    ``entries`` are (queue, entry as the queue holds it) in fetch order; an entry of a Redis
-    queue may be garbage, so it stays raw until the claim parses it. A backend that claims in
-    the store at once (SQL) carries the runs it claimed in ``claimed``.
+    ``entries`` are (queue address, entry as the queue holds it) in fetch order; an entry of
+    a Redis queue may be garbage, so it stays raw until the claim parses it. A backend that
+    claims in the store at once (SQL) carries the runs it claimed in ``claimed``. ``empty``
+    names the addresses this fetch found with nothing ready and nothing delayed (or paused):
+    a fair fetch skips them for a while (:mod:`taskrt.worker.fairness`).
     """
 
     token: str
     entries: list[tuple[str, bytes]]
     claimed: list[ClaimedRun] = field(default_factory=list)
+    empty: frozenset[str] = frozenset()
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def queues(self) -> list[str]:
-        """The queue of each leased entry, in fetch order."""
-        return [queue for queue, _raw in self.entries]
+        """The queue name (without its tenant) of each leased entry, in fetch order."""
+        return [split_address(addr)[1] for addr, _raw in self.entries]
+
+    def tenant_queues(self) -> list[tuple[str, str]]:
+        """(tenant, queue) of each leased entry, in fetch order."""
+        return [split_address(addr) for addr, _raw in self.entries]
 
 
 class QueueBackend(Protocol):
@@ -80,14 +102,15 @@ class QueueBackend(Protocol):
 
     # --- workers --------------------------------------------------------------------------
     def acquire(
-        self, queues: Sequence[str], limit: int, worker: WorkerIdentity
+        self, plan: Sequence[str] | FetchPlan, limit: int, worker: WorkerIdentity
     ) -> list[ClaimedRun]:
-        """Fetch and claim up to ``limit`` runs, trying ``queues`` in the order given."""
+        """Fetch and claim up to ``limit`` runs, following ``plan`` (a :data:`FetchPlan`, or
+        addresses in priority order)."""
         ...
 
-    def lease(self, queues: Sequence[str], limit: int, worker: WorkerIdentity) -> Leased:
-        """Stage one of a two-stage fetch: lease up to ``limit`` runs, trying ``queues`` in
-        order, without claiming them in the store yet."""
+    def lease(self, plan: Sequence[str] | FetchPlan, limit: int, worker: WorkerIdentity) -> Leased:
+        """Stage one of a two-stage fetch: lease up to ``limit`` runs, following ``plan`` (as
+        in :meth:`acquire`), without claiming them in the store yet."""
         ...
 
     def claim(self, leased: Leased, worker: WorkerIdentity) -> list[ClaimedRun]:
@@ -101,13 +124,18 @@ class QueueBackend(Protocol):
         spent; returns how many went back."""
         ...
 
-    def prepare_wait(self, queues: Sequence[str]) -> None:
+    def prepare_wait(self, queues: Sequence[str], *, all_tenants: bool = False) -> None:
         """Start listening for wake-ups on ``queues`` (before the first fetch, so no wake-up
-        sent between a fetch and a wait is missed)."""
+        sent between a fetch and a wait is missed); ``all_tenants``: on every queue of every
+        tenant, including tenants created later (a ``--tenants '*'`` worker)."""
         ...
 
-    def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
-        """Block until work may be available in ``queues`` or ``timeout`` seconds pass."""
+    def wait_for_work(
+        self, queues: Sequence[str], timeout: float, *, all_tenants: bool = False
+    ) -> frozenset[str]:
+        """Block until work may be available in ``queues`` (or, ``all_tenants``, anywhere) or
+        ``timeout`` seconds pass. Returns the addresses the wake-ups received named (empty
+        when they name none); ``timeout`` 0 only collects wake-ups already there."""
         ...
 
     def interrupt_wait(self) -> None:

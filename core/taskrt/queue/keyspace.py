@@ -1,6 +1,11 @@
 """Every Redis key and channel taskrt uses, built in this one place (docs/reference/redis-keys.md).
 
-All keys of one queue share the hash tag ``{name}``, so each Lua script touches one cluster slot.
+Queues are named by their *address* (:func:`taskrt.records.address`): the default tenant's is
+the bare queue name, so its keys are ``queue:{emails}:ready`` and its wake channel
+``taskrt:wake:emails`` (exactly those of a single-tenant deployment); any other tenant's is
+``tenant/queue``: ``queue:{acme/emails}:ready``, ``taskrt:wake:acme/emails``. All keys of one
+address share the hash tag ``{address}``, so each Lua script touches one cluster slot, and each
+tenant's queue is a slot of its own.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ class Keyspace:
         self.prefix = prefix
 
     def queue(self, name: str) -> QueueKeys:
-        """The keys of queue ``name``."""
+        """The keys of the queue at address ``name`` (a bare name, or ``tenant/queue``)."""
+        if name.count("/") > 1 or "{" in name or "}" in name:
+            raise ValueError(f"{name!r} is not a queue address (queue or tenant/queue)")
         base = f"{self.prefix}queue:{{{name}}}"
         return QueueKeys(
             ready=f"{base}:ready",
@@ -45,7 +52,8 @@ class Keyspace:
 
     @property
     def queues(self) -> str:
-        """Set of every queue name ever dispatched to (a registry for listings and maintenance)."""
+        """Set of every queue address ever dispatched to (a registry for listings and
+        maintenance): bare names for the default tenant, ``tenant/queue`` for the others."""
         return f"{self.prefix}taskrt:queues"
 
     @property

@@ -18,7 +18,7 @@ from redis.client import Pipeline
 
 from taskrt.exceptions import BackendUnavailableError, ConfigurationError
 from taskrt.ids import parse_uuid
-from taskrt.queue.base import Leased
+from taskrt.queue.base import FetchPlan, Leased
 from taskrt.queue.redis_fetch import RedisFetcher
 from taskrt.queue.redis_index import (
     RedisIndex,
@@ -43,6 +43,7 @@ from taskrt.records import (
     RenewReport,
     RunFinish,
     WorkerIdentity,
+    split_address,
 )
 from taskrt.settings import Settings
 from taskrt.store import Store
@@ -113,14 +114,15 @@ class RedisQueueBackend:
     def withdraw(self, entries: Sequence[DispatchEntry]) -> None:
         """Remove cancelled runs from their queues."""
         for entry in entries:
-            k = self.keys.queue(entry.queue)
+            k = self.keys.queue(entry.address)
             self.scripts.withdraw(keys=[k.ready, k.delayed], args=[str(entry.run_id)])
 
     def replayed(
         self, queue: str, task_ids: Sequence[uuid.UUID], entries: Sequence[DispatchEntry]
     ) -> None:
-        """Take replayed tasks out of the dead-letter list and make their new runs ready
-        (their outbox rows deleted in the background, as after :meth:`dispatch`)."""
+        """Take replayed tasks out of the dead-letter list of queue address ``queue`` and make
+        their new runs ready (their outbox rows deleted in the background, as after
+        :meth:`dispatch`)."""
         k = self.keys.queue(queue)
         pairs = list(zip(task_ids, entries, strict=True))
         for chunk in chunks(pairs):
@@ -133,15 +135,15 @@ class RedisQueueBackend:
 
     # --- workers --------------------------------------------------------------------------
     def acquire(
-        self, queues: Sequence[str], limit: int, worker: WorkerIdentity
+        self, plan: Sequence[str] | FetchPlan, limit: int, worker: WorkerIdentity
     ) -> list[ClaimedRun]:
-        """Lease up to ``limit`` runs from ``queues`` in order, then claim them in the store."""
-        return self.fetcher.claim(self.fetcher.lease(queues, limit, worker), worker)
+        """Lease up to ``limit`` runs following ``plan``, then claim them in the store."""
+        return self.fetcher.claim(self.fetcher.lease(plan, limit, worker), worker)
 
-    def lease(self, queues: Sequence[str], limit: int, worker: WorkerIdentity) -> Leased:
-        """Stage one of :meth:`acquire`: lease up to ``limit`` runs in Redis, in ``queues``
-        order (see :meth:`RedisFetcher.lease`)."""
-        return self.fetcher.lease(queues, limit, worker)
+    def lease(self, plan: Sequence[str] | FetchPlan, limit: int, worker: WorkerIdentity) -> Leased:
+        """Stage one of :meth:`acquire`: lease up to ``limit`` runs in Redis, following
+        ``plan`` (see :meth:`RedisFetcher.lease`)."""
+        return self.fetcher.lease(plan, limit, worker)
 
     def claim(self, leased: Leased, worker: WorkerIdentity) -> list[ClaimedRun]:
         """Stage two of :meth:`acquire`: claim leased runs in the store; release, in Redis,
@@ -152,14 +154,17 @@ class RedisQueueBackend:
         """Put leased, never-claimed runs back at the head of their queues (Redis only)."""
         return self.fetcher.unlease(leased, worker)
 
-    def prepare_wait(self, queues: Sequence[str]) -> None:
-        """Subscribe to the wake channels of ``queues`` before the first fetch."""
-        self.fetcher.prepare_wait(queues)
+    def prepare_wait(self, queues: Sequence[str], *, all_tenants: bool = False) -> None:
+        """Subscribe to the wake channels of ``queues`` before the first fetch (``all_tenants``:
+        PSUBSCRIBE to every queue's wake channel)."""
+        self.fetcher.prepare_wait(queues, all_tenants=all_tenants)
 
-    def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
+    def wait_for_work(
+        self, queues: Sequence[str], timeout: float, *, all_tenants: bool = False
+    ) -> frozenset[str]:
         """Block until a wake message arrives for ``queues``, a delayed run falls due, or
-        ``timeout`` seconds pass."""
-        self.fetcher.wait_for_work(queues, timeout)
+        ``timeout`` seconds pass; returns the addresses the wake messages named."""
+        return self.fetcher.wait_for_work(queues, timeout, all_tenants=all_tenants)
 
     def interrupt_wait(self) -> None:
         """Wake this process's fetcher if it is waiting."""
@@ -187,7 +192,7 @@ class RedisQueueBackend:
         whose Redis lease another worker holds."""
         by_queue: dict[str, list[ClaimedRun]] = defaultdict(list)
         for run in runs:
-            by_queue[run.queue].append(run)
+            by_queue[run.address].append(run)
         ttl_ms = int(worker.lease_ttl * 1000)
         taken_over: list[uuid.UUID] = []
 
@@ -223,21 +228,21 @@ class RedisQueueBackend:
                 # the delay the store added to its own clock, counted from Redis's TIME now
                 # (after the store's commit): the retry can only fall due late, never early
                 left = delay_ms(f.retry_delay) if entry.due_ms is not None else 0
-                ops[f.run.queue].append(
+                ops[f.run.address].append(
                     Settle(SettleAction.RETRY, rid, value, str(f.next_run_id), left)
                 )
             elif f.dead_letters:
-                ops[f.run.queue].append(
+                ops[f.run.address].append(
                     Settle(SettleAction.DEAD_LETTER, rid, value, str(f.run.task_id))
                 )
             else:
-                ops[f.run.queue].append(Settle(SettleAction.ACK, rid, value))
+                ops[f.run.address].append(Settle(SettleAction.ACK, rid, value))
         unclaimed = {f.run.run_id for f in report.unclaimed}
         for f in report.fenced:
             # a claim a database crash undid: the run is queued in the store, so it goes back
             # to the head of its queue (if the lease is still ours) instead of nowhere
             action = SettleAction.UNSTARTED if f.run.run_id in unclaimed else SettleAction.DROP
-            ops[f.run.queue].append(
+            ops[f.run.address].append(
                 Settle(action, str(f.run.run_id), lease_value(worker.id, f.run.lease_token))
             )
         self.index.settle(ops)
@@ -256,7 +261,7 @@ class RedisQueueBackend:
         ops = settlements()
         for run in runs:
             action = SettleAction.HAND_BACK if run.run_id in handed else SettleAction.DROP
-            ops[run.queue].append(
+            ops[run.address].append(
                 Settle(action, str(run.run_id), lease_value(worker.id, run.lease_token))
             )
         self.index.settle(ops)
@@ -272,13 +277,14 @@ class RedisQueueBackend:
             value = lease_value(worker.id, run.lease_token)
             # back to the delayed set for that long, if the lease is still ours
             action = SettleAction.LATER if run.run_id in handed else SettleAction.DROP
-            ops[run.queue].append(Settle(action, str(run.run_id), value, delay_ms=left_ms))
+            ops[run.address].append(Settle(action, str(run.run_id), value, delay_ms=left_ms))
         self.index.settle(ops)
         return len(handed)
 
     # --- operators ------------------------------------------------------------------------
     def pause(self, queue: str) -> None:
-        """Mark ``queue`` paused in Redis (the store's record is written by the service)."""
+        """Mark queue address ``queue`` paused in Redis (the store's record is written by the
+        service)."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(self.keys.queue(queue).paused, "1")
         pipe.sadd(self.keys.queues, queue)
@@ -289,11 +295,12 @@ class RedisQueueBackend:
         self.index.wake(queue)
 
     def known_queues(self) -> list[str]:
-        """Queue names in the Redis registry."""
+        """Queue addresses in the Redis registry."""
         return self.index.known_queues()
 
     def counts(self, queues: Sequence[str] | None = None) -> list[QueueCounts]:
-        """Ready, delayed, in-flight and dead-letter sizes and the paused flag, per queue."""
+        """Ready, delayed, in-flight and dead-letter sizes and the paused flag, per queue
+        address (each :class:`QueueCounts` names its queue and tenant apart)."""
         names = list(queues) if queues is not None else self.known_queues()
         pipe = self.redis.pipeline(transaction=False)
         for name in names:
@@ -307,8 +314,17 @@ class RedisQueueBackend:
         counts = []
         for i, name in enumerate(names):
             ready, delayed, inflight, dlq, paused = values[i * 5 : i * 5 + 5]
+            tenant, queue = split_address(name)
             counts.append(
-                QueueCounts(name, int(ready), int(delayed), int(inflight), int(dlq), bool(paused))
+                QueueCounts(
+                    queue,
+                    int(ready),
+                    int(delayed),
+                    int(inflight),
+                    int(dlq),
+                    bool(paused),
+                    tenant=tenant,
+                )
             )
         return counts
 
@@ -318,12 +334,19 @@ class RedisQueueBackend:
         report = MaintenanceReport()
         if self.guard.check(report):
             reconcile = False  # the rebuild was a full reconcile, and more
-        for queue in self.known_queues():
-            k = self.keys.queue(queue)
-            report.promoted += int(
-                self.scripts.promote(keys=[k.delayed, k.ready], args=[PROMOTE_PER_PASS, k.wake])
-            )
-            reap(self.index, queue, k, report)
+        addresses = self.known_queues()
+        if addresses:
+            # one round trip for every address's promote (each call still one slot)
+            def build(pipe: Pipeline) -> None:
+                for addr in addresses:
+                    k = self.keys.queue(addr)
+                    self.scripts.promote(
+                        keys=[k.delayed, k.ready], args=[PROMOTE_PER_PASS, k.wake], client=pipe
+                    )
+
+            report.promoted += sum(int(n or 0) for n in self.scripts.run_pipeline(build))
+        for addr in addresses:
+            reap(self.index, addr, self.keys.queue(addr), report)
         # the relay deletes the rows it sends itself: it places, it does not dispatch
         report.relayed = self.store.relay_outbox(self.index.place, grace=self.settings.outbox_grace)
         report.workers_offline = self.store.mark_silent_workers_offline(

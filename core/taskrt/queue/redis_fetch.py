@@ -15,7 +15,7 @@ import redis
 
 from taskrt import logs, metrics
 from taskrt.ids import parse_uuid
-from taskrt.queue.base import Leased
+from taskrt.queue.base import FetchPlan, Leased, as_plan
 from taskrt.queue.redis_index import (
     PROMOTE_PER_FETCH,
     RedisIndex,
@@ -39,36 +39,50 @@ class RedisFetcher:
         self.index = index
         self._pubsub: Any = None
         self._subscribed: set[str] = set()
+        self._patterned = False
         self._pubsub_lock = threading.Lock()
         self._next_due_ms: int | None = None
 
     # --- the two stages -------------------------------------------------------------------
-    def lease(self, queues: Sequence[str], limit: int, worker: WorkerIdentity) -> Leased:
-        """Lease up to ``limit`` runs in Redis, trying ``queues`` in order (one script call
-        per queue until enough are leased). Fast, and done in priority order; the slower
-        claim may then run beside the next lease."""
+    def lease(self, plan: Sequence[str] | FetchPlan, limit: int, worker: WorkerIdentity) -> Leased:
+        """Lease up to ``limit`` runs in Redis, following ``plan`` (one script call per plan
+        entry until enough are leased; an address that came back short is not asked again in
+        this fetch). Fast, and done in priority order; the slower claim may then run beside
+        the next lease. Given plain addresses, each may give up to ``limit``: today's calls."""
         token = secrets.token_hex(8)
         value = lease_value(worker.id, token)
         ttl_ms = int(worker.lease_ttl * 1000)
         fetched: list[tuple[str, bytes]] = []
         next_due: int | None = None
+        short: set[str] = set()
+        empty: set[str] = set()
         want = limit
         keys, fetch = self.index.keys, self.index.scripts.fetch
-        for queue in queues:
-            k = keys.queue(queue)
+        for addr, cap in as_plan(plan, limit):
+            if addr in short:
+                continue
+            ask = min(cap, want)
+            if ask <= 0:
+                continue
+            k = keys.queue(addr)
             reply = fetch(
                 keys=[k.ready, k.delayed, k.inflight, k.leases, k.paused],
-                args=[want, ttl_ms, value, PROMOTE_PER_FETCH],
+                args=[ask, ttl_ms, value, PROMOTE_PER_FETCH],
             )
             wait = int(reply[0])
             if wait >= 0:
                 next_due = wait if next_due is None else min(next_due, wait)
-            fetched.extend((queue, raw) for raw in reply[1:])
+            got = len(reply) - 1
+            if got < ask:
+                short.add(addr)
+                if got == 0 and wait < 0:  # nothing ready, nothing delayed (or paused)
+                    empty.add(addr)
+            fetched.extend((addr, raw) for raw in reply[1:])
             want = limit - len(fetched)
             if want <= 0:
                 break
         self._next_due_ms = next_due
-        return Leased(token=token, entries=fetched)
+        return Leased(token=token, entries=fetched, empty=frozenset(empty))
 
     def claim(self, leased: Leased, worker: WorkerIdentity) -> list[ClaimedRun]:
         """Claim leased runs in the store (fenced on status ``queued``); release, in Redis,
@@ -143,8 +157,8 @@ class RedisFetcher:
             later[queue_of[run_id]].append(
                 Settle(SettleAction.LATER, str(run_id), value, delay_ms=left)
             )
-        for queue, items in later.items():
-            metrics.runs_not_due(queue, len(items))
+        for addr, items in later.items():
+            metrics.runs_not_due(addr, len(items))
         self.index.settle(later)
 
     def unlease(self, leased: Leased, worker: WorkerIdentity) -> int:
@@ -163,7 +177,12 @@ class RedisFetcher:
             return 0
 
     # --- waiting for work -----------------------------------------------------------------
-    def _ensure_pubsub(self, queues: Sequence[str]) -> Any:
+    def _wake_pattern(self) -> str:
+        """The PSUBSCRIBE pattern matching every queue's wake channel, of every tenant."""
+        channel = self.index.keys.queue("x").wake[:-1]  # "<prefix>taskrt:wake:"
+        return "".join(f"\\{c}" if c in "*?[]\\" else c for c in channel) + "*"
+
+    def _ensure_pubsub(self, queues: Sequence[str], all_tenants: bool = False) -> Any:
         keys = self.index.keys
         with self._pubsub_lock:
             if self._pubsub is None:
@@ -171,29 +190,43 @@ class RedisFetcher:
                     ignore_subscribe_messages=True
                 )
                 self._pubsub.subscribe(keys.control_channel(self.index.instance))
+            if all_tenants:
+                if not self._patterned:  # one pattern: new tenants' queues need no resubscribe
+                    self._pubsub.psubscribe(self._wake_pattern())
+                    self._patterned = True
+                return self._pubsub
             wanted = {keys.queue(q).wake for q in queues} - self._subscribed
             if wanted:
                 self._pubsub.subscribe(*wanted)
                 self._subscribed |= wanted
             return self._pubsub
 
-    def prepare_wait(self, queues: Sequence[str]) -> None:
-        """Subscribe to the wake channels of ``queues``."""
-        self._ensure_pubsub(queues)
+    def prepare_wait(self, queues: Sequence[str], *, all_tenants: bool = False) -> None:
+        """Subscribe to the wake channels of ``queues`` (``all_tenants``: to the pattern of
+        every queue's wake channel)."""
+        self._ensure_pubsub(queues, all_tenants)
 
-    def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
+    def wait_for_work(
+        self, queues: Sequence[str], timeout: float, *, all_tenants: bool = False
+    ) -> frozenset[str]:
         """Block until a wake message arrives for ``queues``, a delayed run falls due, or
-        ``timeout`` seconds pass."""
-        pubsub = self._ensure_pubsub(queues)
-        if self._next_due_ms is not None:
+        ``timeout`` seconds pass; returns the addresses the wake messages named."""
+        pubsub = self._ensure_pubsub(queues, all_tenants)
+        if self._next_due_ms is not None and timeout > 0:
             timeout = min(timeout, self._next_due_ms / 1000 + 0.001)
+        woken: set[str] = set()
+        wake_prefix = self.index.keys.queue("x").wake[:-1]
         try:
             message = pubsub.get_message(timeout=max(timeout, 0.0))
             while message is not None:  # drain what else arrived: the next fetch covers it
+                channel = text(message.get("channel") or b"")
+                if channel.startswith(wake_prefix):
+                    woken.add(channel[len(wake_prefix) :])
                 message = pubsub.get_message(timeout=0)
         except redis.RedisError as exc:
             log.warning("wake-up subscription failed (%s); reconnecting", exc)
             self.close()
+        return frozenset(woken)
 
     def interrupt_wait(self) -> None:
         """Wake this process's fetcher if it is waiting."""
@@ -210,3 +243,4 @@ class RedisFetcher:
                     self._pubsub.close()
             self._pubsub = None
             self._subscribed = set()
+            self._patterned = False

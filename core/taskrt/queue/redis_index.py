@@ -90,7 +90,7 @@ class Settle(NamedTuple):
 
 
 Settlements = dict[str, list[Settle]]
-"""Settles grouped by queue (each queue's keys share one cluster slot)."""
+"""Settles grouped by queue address (each address's keys share one cluster slot)."""
 
 
 def settlements() -> Settlements:
@@ -112,13 +112,14 @@ class RedisIndex:
         self._registered: set[str] = set()
 
     def place(self, entries: Sequence[DispatchEntry]) -> None:
-        """Put committed queued runs in their queues (one script call per queue and chunk);
+        """Put committed queued runs in their queues (one script call per queue address and
+        chunk);
         a run already present or in flight is skipped by the script."""
         if not entries:
             return
         by_queue: dict[str, list[DispatchEntry]] = defaultdict(list)
         for entry in entries:
-            by_queue[entry.queue].append(entry)
+            by_queue[entry.address].append(entry)
 
         new_queues = [q for q in by_queue if q not in self._registered]
         left = self.left_ms(entries)
@@ -183,7 +184,7 @@ class RedisIndex:
         self._registered = set()
 
     def known_queues(self) -> list[str]:
-        """Queue names in the Redis registry."""
+        """Queue addresses in the Redis registry."""
         return sorted(text(name) for name in self.redis.smembers(self.keys.queues))
 
     def take_lock(self, name: str, ttl: float) -> bool:

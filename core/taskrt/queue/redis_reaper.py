@@ -19,7 +19,8 @@ EXPIRED_PER_PASS = 500
 
 
 def reap(index: RedisIndex, queue: str, k: QueueKeys, report: MaintenanceReport) -> None:
-    """Settle the expired leases of ``queue``: entries of unknown or finished runs are
+    """Settle the expired leases of queue address ``queue`` (every run settled here is of
+    that address, its retry too): entries of unknown or finished runs are
     dropped, unstarted runs go back to the head of the queue, runs that were running are
     marked lost in the store (retried, dead-lettered or finished as the store decides)."""
     flat = index.scripts.expired(keys=[k.inflight, k.leases], args=[EXPIRED_PER_PASS])
@@ -55,7 +56,7 @@ def reap(index: RedisIndex, queue: str, k: QueueKeys, report: MaintenanceReport)
         value = value_of[item.run_id]
         rid = str(item.run_id)
         if item.next_run is not None:
-            ops[item.queue].append(
+            ops[queue].append(
                 Settle(
                     SettleAction.RETRY,
                     rid,
@@ -65,11 +66,11 @@ def reap(index: RedisIndex, queue: str, k: QueueKeys, report: MaintenanceReport)
                 )
             )
         elif item.outcome == "dead_letter":
-            ops[item.queue].append(
+            ops[queue].append(
                 Settle(SettleAction.DEAD_LETTER, rid, value, target=str(item.task_id))
             )
         else:
-            ops[item.queue].append(Settle(SettleAction.ACK, rid, value))
+            ops[queue].append(Settle(SettleAction.ACK, rid, value))
     report.reaped_lost += len(lost)
     report.lost.extend(lost)
     index.settle(ops)

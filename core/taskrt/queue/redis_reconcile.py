@@ -1,4 +1,4 @@
-"""Reconciling Redis against the store (the truth), one queue at a time.
+"""Reconciling Redis against the store (the truth), one queue address at a time.
 
 Runs queued in the store but missing from Redis are dispatched again; Redis entries for unknown
 or no-longer-queued runs are removed; the dead-letter list and the paused flag are made to match
@@ -9,11 +9,12 @@ dispatch still on its way is not doubled. One process at a time does this (a Red
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from taskrt.ids import parse_uuid
 from taskrt.queue.redis_index import RedisIndex, text
-from taskrt.records import DispatchEntry, MaintenanceReport
+from taskrt.records import DispatchEntry, MaintenanceReport, split_address
 from taskrt.store.tasks import dispatch_entry
 
 log = logging.getLogger("taskrt.queue.reconcile")
@@ -21,7 +22,7 @@ PAGE = 10_000
 
 
 def all_queues(index: RedisIndex) -> tuple[list[str], set[str]]:
-    """Every queue known to Redis or to the store, and the paused ones."""
+    """Every queue address known to Redis or to the store, and the paused ones."""
     store = index.store
     paused = store.paused_queues()
     queues = set(index.known_queues()) | set(store.queued_queue_names()) | paused
@@ -45,7 +46,7 @@ def reconcile_queue(
     settled_before: datetime | None = None,
     full: bool = False,
 ) -> None:
-    """Make Redis's view of ``queue`` match the store's.
+    """Make Redis's view of queue address ``queue`` match the store's.
 
     Counts come first and are cheap (one pipeline, one query); the full passes, which read
     every entry of a list, run only when the counts show something is missing or stale, or
@@ -95,6 +96,7 @@ def _restore_missing(
 ) -> None:
     """Dispatch queued runs (older than ``settled_before``) that Redis does not hold."""
     store, client, k = index.store, index.redis, index.keys.queue(queue)
+    tenant, name = split_address(queue)
     pipe = client.pipeline(transaction=True)
     pipe.lrange(k.ready, 0, -1)
     pipe.zrange(k.delayed, 0, -1)
@@ -105,7 +107,7 @@ def _restore_missing(
     while True:
         rows = store.queued_runs(queue, enqueued_before=settled_before, after=after, limit=PAGE)
         missing.extend(
-            dispatch_entry(run_id, queue, available_at, immediate=False)
+            replace(dispatch_entry(run_id, name, available_at, immediate=False), tenant=tenant)
             for run_id, available_at in rows
             if str(run_id) not in present
         )

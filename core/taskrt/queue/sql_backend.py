@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
-from taskrt.queue.base import Leased
+from taskrt.queue.base import FetchPlan, Leased, as_plan
 from taskrt.records import (
     ClaimedRun,
     DispatchEntry,
@@ -66,17 +66,20 @@ class _PgListener:
         """Start listening (before the first fetch, so no NOTIFY in between is missed)."""
         self._connect()
 
-    def wait(self, timeout: float) -> None:
-        """Return on the first notification or after ``timeout`` seconds."""
+    def wait(self, timeout: float) -> frozenset[str]:
+        """Return on the first notification or after ``timeout`` seconds, with the payloads
+        (queue addresses) of the notifications received."""
+        woken: set[str] = set()
         try:
             conn = self._connect()
-            for _ in conn.notifies(timeout=max(timeout, 0.0), stop_after=1):
-                pass
-            for _ in conn.notifies(timeout=0):  # drain: the next fetch covers them all
-                pass
+            for note in conn.notifies(timeout=max(timeout, 0.0), stop_after=1):
+                woken.add(note.payload)
+            for note in conn.notifies(timeout=0):  # drain: the next fetch covers them all
+                woken.add(note.payload)
         except psycopg.Error as exc:
             log.warning("LISTEN connection failed (%s); reconnecting", exc)
             self.close()
+        return frozenset(woken)
 
     def close(self) -> None:
         """Close the connection."""
@@ -130,8 +133,9 @@ class SqlQueueBackend:
 
     # --- producers ------------------------------------------------------------------------
     def dispatch(self, entries: Sequence[DispatchEntry]) -> None:
-        """The committed rows are the queue; only wake idle workers."""
-        self._notify([e.queue for e in entries])
+        """The committed rows are the queue; only wake idle workers (the NOTIFY payload is
+        each queue's address)."""
+        self._notify([e.address for e in entries])
 
     def withdraw(self, entries: Sequence[DispatchEntry]) -> None:
         """Nothing to remove: the cancelled run row is no longer ``queued``."""
@@ -144,29 +148,34 @@ class SqlQueueBackend:
 
     # --- workers --------------------------------------------------------------------------
     def acquire(
-        self, queues: Sequence[str], limit: int, worker: WorkerIdentity
+        self, plan: Sequence[str] | FetchPlan, limit: int, worker: WorkerIdentity
     ) -> list[ClaimedRun]:
-        """Claim up to ``limit`` due runs, taking from ``queues`` in order, in one transaction."""
+        """Claim up to ``limit`` due runs following ``plan`` (a :data:`FetchPlan`, or
+        addresses in priority order), in one transaction."""
         self._local.clear()
+        steps = as_plan(plan, limit)
         runs = self.store.claim_next(
-            queues,
+            steps,
             limit,
             worker_id=worker.id,
             lease_token=secrets.token_hex(8),
             lease_ttl=worker.lease_ttl,
         )
-        self._next_due = None if runs else self.store.seconds_until_due(queues)
+        if runs:
+            self._next_due = None
+        else:
+            self._next_due = self.store.seconds_until_due(list(dict.fromkeys(a for a, _ in steps)))
         return runs
 
-    def lease(self, queues: Sequence[str], limit: int, worker: WorkerIdentity) -> Leased:
+    def lease(self, plan: Sequence[str] | FetchPlan, limit: int, worker: WorkerIdentity) -> Leased:
         """The two-stage fetch done in one: the claim is the lease, so stage one claims (as
         :meth:`acquire`) and carries the claimed runs to :meth:`claim`. Workers on this
         backend call :meth:`acquire` instead (:attr:`keeps_index` is false)."""
-        runs = self.acquire(queues, limit, worker)
+        runs = self.acquire(plan, limit, worker)
         token = runs[0].lease_token if runs else ""
         return Leased(
             token=token,
-            entries=[(r.queue, str(r.run_id).encode()) for r in runs],
+            entries=[(r.address, str(r.run_id).encode()) for r in runs],
             claimed=runs,
         )
 
@@ -178,21 +187,25 @@ class SqlQueueBackend:
         """Hand the claimed runs back (nothing spent), as :meth:`hand_back` does."""
         return self.hand_back(leased.claimed, worker)
 
-    def prepare_wait(self, queues: Sequence[str]) -> None:
-        """Start listening for wake-ups before the first fetch."""
+    def prepare_wait(self, queues: Sequence[str], *, all_tenants: bool = False) -> None:
+        """Start listening for wake-ups before the first fetch (one channel serves every
+        queue of every tenant)."""
         if self._listener is not None:
             self._listener.start()
 
-    def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
-        """Wait for a NOTIFY (PostgreSQL), a same-process wake-up, or the earliest due time."""
-        if self._next_due is not None:
+    def wait_for_work(
+        self, queues: Sequence[str], timeout: float, *, all_tenants: bool = False
+    ) -> frozenset[str]:
+        """Wait for a NOTIFY (PostgreSQL), a same-process wake-up, or the earliest due time;
+        returns the addresses the NOTIFYs named."""
+        if self._next_due is not None and timeout > 0:
             timeout = min(timeout, self._next_due + 0.001)
         if self._interrupted.is_set():
-            return
+            return frozenset()
         if self._listener is not None:
-            self._listener.wait(timeout)
-        else:
-            self._local.wait(min(timeout, SQLITE_POLL_SECONDS))
+            return self._listener.wait(timeout)
+        self._local.wait(min(timeout, SQLITE_POLL_SECONDS))
+        return frozenset()
 
     def interrupt_wait(self) -> None:
         """Wake the fetcher at shutdown."""
@@ -221,7 +234,7 @@ class SqlQueueBackend:
         """Write outcomes (fenced); retries are queued rows at once."""
         report = self.store.finish_runs(finishes)
         if report.retries:
-            self._notify([e.queue for e in report.retries])
+            self._notify([e.address for e in report.retries])
         return report
 
     def hand_back(
@@ -232,10 +245,10 @@ class SqlQueueBackend:
         if delay > 0:
             later = self.store.hand_back_runs(runs, delay)
             # idle workers learn the new due time and wait for it
-            self._notify([r.queue for r in later])
+            self._notify([r.address for r in later])
             return len(later)
         handed = self.store.hand_back_runs(runs)
-        self._notify([r.queue for r in handed])
+        self._notify([r.address for r in handed])
         return len(handed)
 
     # --- operators ------------------------------------------------------------------------
@@ -247,7 +260,7 @@ class SqlQueueBackend:
         self._notify([queue])
 
     def counts(self, queues: Sequence[str] | None = None) -> list[QueueCounts]:
-        """Counts read from the database."""
+        """Counts read from the database (``queues``: addresses)."""
         return self.store.queue_counts(queues)
 
     # --- maintenance ----------------------------------------------------------------------
@@ -260,7 +273,7 @@ class SqlQueueBackend:
             lost = self.store.mark_lost(expired, poison_budget=self.settings.poison_budget)
             report.reaped_lost = len(lost)
             report.lost.extend(lost)
-            self._notify([item.queue for item in lost if item.next_run is not None])
+            self._notify([item.next_run.address for item in lost if item.next_run is not None])
         report.workers_offline = self.store.mark_silent_workers_offline(
             self.settings.worker_offline_after
         )

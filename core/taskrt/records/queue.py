@@ -171,6 +171,7 @@ class LostRun:
     charged: bool = True
     """True when the run was executing alone, so its loss spent the task's poison budget;
     False when its worker held other runs too (the next run is suspect: it executes alone)."""
+    tenant: str = DEFAULT_TENANT
 
 
 @dataclass(slots=True)
@@ -209,3 +210,9 @@ class RunState:
     lease_token: str | None
     lease_expired: bool
     available_at: datetime
+    tenant: str = DEFAULT_TENANT
+
+    @property
+    def address(self) -> str:
+        """The run's queue address (:func:`taskrt.records.address`)."""
+        return address(self.tenant, self.queue)

@@ -283,6 +283,8 @@ class ScheduleFire:
     queue: str
     lag: float
     """Seconds from the slot's due time to the fire (database clock)."""
+    tenant: str = DEFAULT_TENANT
+    """The schedule's tenant (the task was created in it)."""
 
 
 @dataclass(frozen=True, slots=True)

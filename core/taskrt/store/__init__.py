@@ -21,6 +21,7 @@ from taskrt.store.runs import RunStore
 from taskrt.store.schedules import ScheduleStore
 from taskrt.store.sqlqueue import SqlQueueStore
 from taskrt.store.tasks import TaskStore
+from taskrt.store.tenants import TenantStore
 from taskrt.store.workers import WorkerStore
 
 
@@ -38,6 +39,7 @@ class Store(
     ApiKeyStore,
     ScheduleStore,
     PruneStore,
+    TenantStore,
 ):
     """The durable record: tasks, runs, outbox, workers, queue state, the audit log, API keys
     and schedules.

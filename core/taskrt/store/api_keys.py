@@ -15,11 +15,16 @@ from typing import Any
 import sqlalchemy as sa
 
 from taskrt.db.types import db_now, db_now_plus
-from taskrt.exceptions import InvalidStateError, NotFoundError, ValidationError
+from taskrt.exceptions import (
+    InvalidStateError,
+    NotFoundError,
+    UnknownTenantError,
+    ValidationError,
+)
 from taskrt.jsonlimits import text_problem
-from taskrt.records import Actor
+from taskrt.records import DEFAULT_TENANT, Actor
 from taskrt.store.audit import write_audit
-from taskrt.store.base import API_KEYS, StoreBase
+from taskrt.store.base import API_KEYS, TENANTS, StoreBase
 
 ROLES = ("reader", "producer", "admin", "operator")
 
@@ -36,6 +41,8 @@ class ApiKeyRecord:
     created_at: datetime
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    tenant: str = DEFAULT_TENANT
+    """The tenant the key acts in (an operator key may pick another per request)."""
 
     @property
     def revoked(self) -> bool:
@@ -52,6 +59,7 @@ class ApiKeyRecord:
             "created_at": self.created_at.isoformat(),
             "last_used_at": self.last_used_at.isoformat() if self.last_used_at else None,
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "tenant": self.tenant,
         }
 
 
@@ -65,6 +73,7 @@ def _record(row: Mapping[Any, Any]) -> ApiKeyRecord:
         created_at=row["created_at"],
         last_used_at=row["last_used_at"],
         revoked_at=row["revoked_at"],
+        tenant=row["tenant"],
     )
 
 
@@ -80,8 +89,10 @@ class ApiKeyStore(StoreBase):
         prefix: str,
         key_hash: str,
         actor: Actor | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> ApiKeyRecord:
-        """Store a new key's prefix and hash (with an ``apikey.create`` audit row)."""
+        """Store a new key of ``tenant`` (its prefix and hash, with an ``apikey.create`` audit
+        row in that tenant's trail). An unknown tenant raises UnknownTenantError."""
         if role not in ROLES:
             raise ValidationError(
                 f"unknown role {role!r}; roles are {', '.join(ROLES)}",
@@ -96,10 +107,20 @@ class ApiKeyStore(StoreBase):
         if why is not None:
             raise ValidationError(f"a key name: {why}", [{"loc": ["name"], "msg": why}])
         with self.transaction() as conn:
+            known = conn.execute(sa.select(TENANTS.c.name).where(TENANTS.c.name == tenant)).first()
+            if known is None:
+                raise UnknownTenantError(tenant)
             row = (
                 conn.execute(
                     sa.insert(API_KEYS)
-                    .values(id=key_id, name=name, role=role, prefix=prefix, key_hash=key_hash)
+                    .values(
+                        id=key_id,
+                        tenant=tenant,
+                        name=name,
+                        role=role,
+                        prefix=prefix,
+                        key_hash=key_hash,
+                    )
                     .returning(API_KEYS)
                 )
                 .mappings()
@@ -112,6 +133,7 @@ class ApiKeyStore(StoreBase):
                 "api_key",
                 [key_id],
                 {"name": name, "role": role, "prefix": prefix},
+                tenant=tenant,
             )
         return _record(row)
 
@@ -122,22 +144,33 @@ class ApiKeyStore(StoreBase):
         row = self.sql.reads.api_key(prefix)
         return None if row is None else _record(row)
 
-    def list_api_keys(self, *, include_revoked: bool = True) -> list[ApiKeyRecord]:
-        """Every key, newest first."""
+    def list_api_keys(
+        self, *, include_revoked: bool = True, tenant: str | None = DEFAULT_TENANT
+    ) -> list[ApiKeyRecord]:
+        """``tenant``'s keys (None: every tenant's, for operators), newest first."""
         stmt = sa.select(API_KEYS).order_by(API_KEYS.c.created_at.desc(), API_KEYS.c.id)
+        if tenant is not None:
+            stmt = stmt.where(API_KEYS.c.tenant == tenant)
         if not include_revoked:
             stmt = stmt.where(API_KEYS.c.revoked_at.is_(None))
         with self.connection() as conn:
             return [_record(row) for row in conn.execute(stmt).mappings()]
 
-    def revoke_api_key(self, key_id: uuid.UUID, *, actor: Actor | None = None) -> ApiKeyRecord:
-        """Revoke a key (with an ``apikey.revoke`` audit row); it stops working at once."""
+    def revoke_api_key(
+        self,
+        key_id: uuid.UUID,
+        *,
+        actor: Actor | None = None,
+        tenant: str | None = DEFAULT_TENANT,
+    ) -> ApiKeyRecord:
+        """Revoke a key of ``tenant`` (None: of any tenant, for operators), with an
+        ``apikey.revoke`` audit row; it stops working at once. Another tenant's key is not
+        found."""
+        lookup = sa.select(API_KEYS).where(API_KEYS.c.id == key_id)
+        if tenant is not None:
+            lookup = lookup.where(API_KEYS.c.tenant == tenant)
         with self.transaction() as conn:
-            row = (
-                conn.execute(sa.select(API_KEYS).where(API_KEYS.c.id == key_id).with_for_update())
-                .mappings()
-                .first()
-            )
+            row = conn.execute(lookup.with_for_update()).mappings().first()
             if row is None:
                 raise NotFoundError(f"no API key with id {key_id}")
             if row["revoked_at"] is not None:
@@ -159,6 +192,7 @@ class ApiKeyStore(StoreBase):
                 "api_key",
                 [key_id],
                 {"name": row["name"], "prefix": row["prefix"]},
+                tenant=row["tenant"],
             )
         return _record(revoked)
 

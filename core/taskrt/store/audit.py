@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from taskrt.records import Actor
+from taskrt.records import DEFAULT_TENANT, Actor
 from taskrt.store.base import AUDIT, StoreBase
 
 
@@ -28,6 +28,7 @@ class AuditRecord:
     request_id: str | None
     client_ip: str | None
     details: dict[str, Any] = field(default_factory=dict)
+    tenant: str = DEFAULT_TENANT
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -41,6 +42,7 @@ class AuditRecord:
             "request_id": self.request_id,
             "client_ip": self.client_ip,
             "details": self.details,
+            "tenant": self.tenant,
         }
 
 
@@ -51,8 +53,11 @@ def write_audit(
     target_type: str,
     target_ids: Sequence[str | uuid.UUID | None],
     details: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+    *,
+    tenant: str | None = None,
 ) -> None:
-    """Insert one audit row per target (nothing when there is no actor)."""
+    """Insert one audit row per target (nothing when there is no actor), in ``tenant``'s
+    trail (the tenant of the rows changed; None: the actor's tenant)."""
     if actor is None or not target_ids:
         return
     per_target = (
@@ -62,6 +67,7 @@ def write_audit(
         sa.insert(AUDIT),
         [
             {
+                "tenant": actor.tenant if tenant is None else tenant,
                 "actor": actor.name,
                 "action": action,
                 "target_type": target_type,
@@ -86,9 +92,13 @@ class AuditStore(StoreBase):
         target_id: str | None = None,
         limit: int = 100,
         before_id: int | None = None,
+        tenant: str | None = DEFAULT_TENANT,
     ) -> list[AuditRecord]:
-        """Audit rows, newest first, filtered and paginated by ``before_id`` (keyset)."""
+        """``tenant``'s audit rows (None: every tenant's, for operators), newest first,
+        filtered and paginated by ``before_id`` (keyset)."""
         stmt = sa.select(AUDIT).order_by(AUDIT.c.id.desc()).limit(limit)
+        if tenant is not None:
+            stmt = stmt.where(AUDIT.c.tenant == tenant)
         if action:
             stmt = stmt.where(AUDIT.c.action == action)
         if actor:
@@ -110,6 +120,7 @@ class AuditStore(StoreBase):
                 request_id=row["request_id"],
                 client_ip=row["client_ip"],
                 details=row["details"] or {},
+                tenant=row["tenant"],
             )
             for row in rows
         ]

@@ -21,6 +21,7 @@ QUEUES = models.queues
 SCHEDULES = models.schedules
 FIRES = models.schedule_fires
 API_KEYS = models.api_keys
+TENANTS = models.tenants
 
 
 class StoreBase:

@@ -20,6 +20,7 @@ def task_row(item: TaskInsert) -> dict[str, Any]:
     """The ``tasks`` row of a task to create."""
     return {
         "id": item.id,
+        "tenant": item.tenant,
         "name": item.name,
         "type": item.kind.value,
         "priority": item.priority,

@@ -14,6 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from taskrt.db.types import UTCDateTime, db_now
+from taskrt.records import split_address
 from taskrt.store.base import RUNS, StoreBase
 
 
@@ -69,14 +70,16 @@ class ClaimStore(StoreBase):
         }
 
     def held_leases(self, queue: str) -> list[HeldLease]:
-        """The leases of every running run of ``queue``, with the time they have left."""
+        """The leases of every running run of the address ``queue``, with the time they have
+        left."""
+        tenant, name = split_address(queue)
         stmt = sa.select(
             RUNS.c.id,
             RUNS.c.worker_id,
             RUNS.c.lease_token,
             sa.type_coerce(RUNS.c.lease_expires_at, UTCDateTime()).label("expires"),
             _database_now(),
-        ).where(RUNS.c.queue_name == queue, RUNS.c.status == "running")
+        ).where(RUNS.c.tenant == tenant, RUNS.c.queue_name == name, RUNS.c.status == "running")
         with self.connection() as conn:
             rows = conn.execute(stmt).all()
         return [

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from taskrt.records import (
+    DEFAULT_TENANT,
     ClaimedRun,
     DispatchEntry,
     RunRecord,
@@ -24,14 +25,20 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def dispatch_entry(
-    run_id: uuid.UUID, queue: str, available_at: datetime, immediate: bool
+    run_id: uuid.UUID,
+    queue: str,
+    available_at: datetime,
+    immediate: bool,
+    *,
+    tenant: str = DEFAULT_TENANT,
 ) -> DispatchEntry:
-    """A dispatch entry for a run due at ``available_at`` (``immediate``: ready at once)."""
+    """A dispatch entry for a run of ``tenant``'s ``queue`` due at ``available_at``
+    (``immediate``: ready at once)."""
     if immediate:
-        return DispatchEntry(run_id=run_id, queue=queue)
+        return DispatchEntry(run_id=run_id, queue=queue, tenant=tenant)
     # rounded up: a run must never become ready before its due time by the store's clock
     micros = (available_at - _EPOCH) // timedelta(microseconds=1)
-    return DispatchEntry(run_id=run_id, queue=queue, due_ms=-(-micros // 1000))
+    return DispatchEntry(run_id=run_id, queue=queue, due_ms=-(-micros // 1000), tenant=tenant)
 
 
 def task_from_row(row: Mapping[Any, Any], runs: Sequence[RunRecord] = ()) -> TaskRecord:
@@ -57,6 +64,7 @@ def task_from_row(row: Mapping[Any, Any], runs: Sequence[RunRecord] = ()) -> Tas
         finished_at=row["finished_at"],
         cancel_requested_at=row["cancel_requested_at"],
         runs=tuple(runs),
+        tenant=row["tenant"],
     )
 
 
@@ -84,12 +92,13 @@ def run_from_row(row: Mapping[Any, Any]) -> RunRecord:
         error_traceback=row["error_traceback"],
         outcome_reason=row["outcome_reason"],
         next_retry_at=row["next_retry_at"],
+        tenant=row["tenant"],
     )
 
 
 def claimed_run(row: Sequence[Any], lease_token: str) -> ClaimedRun:
     """A ClaimedRun from a claim's row: the run's id, task id, attempt, queue, enqueued_at,
-    available_at, started_at and suspect flag, then its task's name, payload, max_retries,
+    available_at, started_at, suspect flag and tenant, then its task's name, payload, max_retries,
     retry strategy and params, timeout, trace id, retry count, lost runs and
     cancel_requested_at (the order of both databases' claim statements)."""
     (
@@ -101,6 +110,7 @@ def claimed_run(row: Sequence[Any], lease_token: str) -> ClaimedRun:
         available_at,
         started_at,
         suspect,
+        tenant,
         name,
         payload,
         max_retries,
@@ -132,6 +142,7 @@ def claimed_run(row: Sequence[Any], lease_token: str) -> ClaimedRun:
         started_at=started_at,
         cancel_requested=cancel_requested_at is not None,
         suspect=bool(suspect),
+        tenant=tenant,
     )
 
 
@@ -146,6 +157,7 @@ def run_state(row: Any, lease_expired: bool) -> RunState:
         lease_token=row.lease_token,
         lease_expired=lease_expired,
         available_at=row.available_at,
+        tenant=row.tenant,
     )
 
 
@@ -171,4 +183,5 @@ def schedule_from_row(row: Mapping[Any, Any]) -> ScheduleRecord:
         updated_at=row["updated_at"],
         last_triggered_at=row["last_triggered_at"],
         next_fire_at=row["next_fire_at"],
+        tenant=row["tenant"],
     )

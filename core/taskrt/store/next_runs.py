@@ -38,6 +38,9 @@ class PreviousRun(Protocol):
     @property
     def queue(self) -> str: ...
 
+    @property
+    def tenant(self) -> str: ...
+
 
 def insert_next_runs(
     conn: Connection,
@@ -46,14 +49,16 @@ def insert_next_runs(
     outbox: bool,
     suspect: bool = False,
 ) -> list[DispatchEntry]:
-    """Insert (new run id, previous run, delay in seconds) as queued runs due after their
-    delay by the database clock; returns their dispatch entries."""
+    """Insert (new run id, previous run, delay in seconds) as queued runs of the previous
+    run's tenant and queue, due after their delay by the database clock; returns their
+    dispatch entries."""
     rows = conn.execute(
         _INSERT_NEXT_RUN,
         [
             {
                 "id": run_id,
                 "task_id": run.task_id,
+                "tenant": run.tenant,
                 "attempt": run.attempt + 1,
                 "status": "queued",
                 "queue_name": run.queue,
@@ -64,20 +69,24 @@ def insert_next_runs(
         ],
     ).all()
     entries = [
-        dispatch_entry(run_id, run.queue, available_at, delay <= 0)
+        dispatch_entry(run_id, run.queue, available_at, delay <= 0, tenant=run.tenant)
         for (run_id, run, delay), (_rid, available_at) in zip(next_runs, rows, strict=True)
     ]
     if outbox:
         write_outbox(
-            conn, [(e.run_id, e.queue, at) for e, (_r, at) in zip(entries, rows, strict=True)]
+            conn,
+            [(e.run_id, e.tenant, e.queue, at) for e, (_r, at) in zip(entries, rows, strict=True)],
         )
     return entries
 
 
-def write_outbox(conn: Connection, runs: Sequence[tuple[uuid.UUID, str, datetime]]) -> None:
-    """Outbox rows for (run id, queue, available_at) of runs just created."""
+def write_outbox(conn: Connection, runs: Sequence[tuple[uuid.UUID, str, str, datetime]]) -> None:
+    """Outbox rows for (run id, tenant, queue, available_at) of runs just created."""
     if runs:
         conn.execute(
             sa.insert(_OUTBOX),
-            [{"run_id": r, "queue_name": q, "available_at": at} for r, q, at in runs],
+            [
+                {"run_id": r, "tenant": t, "queue_name": q, "available_at": at}
+                for r, t, q, at in runs
+            ],
         )

@@ -37,6 +37,7 @@ class OutboxStore(StoreBase):
         stmt = (
             sa.select(
                 OUTBOX.c.run_id,
+                OUTBOX.c.tenant,
                 OUTBOX.c.queue_name,
                 RUNS.c.status,
                 RUNS.c.available_at,
@@ -52,7 +53,9 @@ class OutboxStore(StoreBase):
             if not rows:
                 return 0
             entries = [
-                dispatch_entry(row.run_id, row.queue_name, row.available_at, immediate=False)
+                dispatch_entry(
+                    row.run_id, row.queue_name, row.available_at, False, tenant=row.tenant
+                )
                 for row in rows
                 if row.status == "queued"
             ]

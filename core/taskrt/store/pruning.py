@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from taskrt.db.types import db_now_plus
 from taskrt.records import FINISHED_TASK_STATUSES, Actor, TaskKind
 from taskrt.store.audit import write_audit
-from taskrt.store.base import AUDIT, FIRES, OUTBOX, RUNS, TASKS, StoreBase
+from taskrt.store.base import AUDIT, FIRES, OUTBOX, RUNS, SCHEDULES, TASKS, StoreBase
 
 FINISHED_STATUSES = FINISHED_TASK_STATUSES
 """The only task statuses pruning ever touches."""
@@ -40,11 +40,13 @@ written; the batch's delete commits only after it returned."""
 @dataclass(frozen=True, slots=True)
 class TaskSelection:
     """Which finished tasks a prune takes: per status, the age in seconds (counted from
-    ``finished_at``) past which they go; optionally only one queue or one task type."""
+    ``finished_at``) past which they go; optionally only one tenant's (None: every tenant's,
+    as automatic retention and operators prune), one queue or one task type."""
 
     ages: Mapping[str, float]
     queue: str | None = None
     task_type: str | None = None
+    tenant: str | None = None
 
     def active(self) -> dict[str, float]:
         """The statuses that are pruned at all (age above 0; 0 keeps forever)."""
@@ -75,6 +77,8 @@ class PruneStore(StoreBase):
             TASKS.c.finished_at < _age_cutoff(age),
             TASKS.c.type != TaskKind.SCHEDULED.value,
         ]
+        if selection.tenant is not None:
+            conditions.append(TASKS.c.tenant == selection.tenant)
         if selection.queue is not None:
             conditions.append(TASKS.c.queue_name == selection.queue)
         if selection.task_type is not None:
@@ -170,22 +174,47 @@ class PruneStore(StoreBase):
             return AUDIT, AUDIT.c.created_at
         return FIRES, FIRES.c.fire_at
 
-    def history_pick_statement(self, table: HistoryTable, age: float, limit: int) -> sa.Select[Any]:
-        """The statement picking (and locking) the rows of ``table`` that are due among its
-        ``limit`` oldest."""
+    @staticmethod
+    def _history_tenant(table: HistoryTable, tenant: str | None) -> list[sa.ColumnElement[bool]]:
+        """The rows of ``table`` that are ``tenant``'s (a fire is its schedule's)."""
+        if tenant is None:
+            return []
+        if table == "audit":
+            return [AUDIT.c.tenant == tenant]
+        return [
+            FIRES.c.schedule_id.in_(sa.select(SCHEDULES.c.id).where(SCHEDULES.c.tenant == tenant))
+        ]
+
+    def history_pick_statement(
+        self, table: HistoryTable, age: float, limit: int, *, tenant: str | None = None
+    ) -> sa.Select[Any]:
+        """The statement picking (and locking) the rows of ``table`` (``tenant``'s only, when
+        given) that are due among its ``limit`` oldest."""
         rows, when = self._history(table)
-        oldest = sa.select(rows.c.id).order_by(rows.c.id).limit(limit)
+        oldest = (
+            sa.select(rows.c.id)
+            .where(*self._history_tenant(table, tenant))
+            .order_by(rows.c.id)
+            .limit(limit)
+        )
         return self.sql.skip_locked(
             sa.select(rows.c.id).where(rows.c.id.in_(oldest), when < _age_cutoff(age)),
             of=rows,
         )
 
     def prune_history(
-        self, table: HistoryTable, age: float, *, limit: int, exclusive: bool = False
+        self,
+        table: HistoryTable,
+        age: float,
+        *,
+        limit: int,
+        exclusive: bool = False,
+        tenant: str | None = None,
     ) -> int | None:
         """Delete audit rows (by ``created_at``) or schedule fires (by ``fire_at``) older than
-        ``age`` seconds among the ``limit`` oldest ids, in one transaction; ``age`` 0 deletes
-        nothing. None: another exclusive prune holds the lock.
+        ``age`` seconds among the ``limit`` oldest ids (``tenant``'s only, when given; None:
+        every tenant's), in one transaction; ``age`` 0 deletes nothing. None: another
+        exclusive prune holds the lock.
 
         Ids grow with time, so the oldest ids hold the rows that are due: the pick reads at
         most ``limit`` rows of the primary key whether or not anything is due (a filter on
@@ -195,7 +224,7 @@ class PruneStore(StoreBase):
         if age <= 0:
             return 0
         rows, _ = self._history(table)
-        pick = self.history_pick_statement(table, age, limit)
+        pick = self.history_pick_statement(table, age, limit, tenant=tenant)
         with self.transaction() as conn:
             if exclusive and not self.sql.try_exclusive(conn, PRUNE_LOCK_KEY):
                 return None
@@ -204,17 +233,20 @@ class PruneStore(StoreBase):
                 return 0
             return int(conn.execute(sa.delete(rows).where(rows.c.id.in_(ids))).rowcount)
 
-    def count_prunable_history(self, table: HistoryTable, age: float) -> int:
+    def count_prunable_history(
+        self, table: HistoryTable, age: float, *, tenant: str | None = None
+    ) -> int:
         """How many rows :meth:`prune_history` would delete now."""
         if age <= 0:
             return 0
         rows, when = self._history(table)
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(rows)
+            .where(when < _age_cutoff(age), *self._history_tenant(table, tenant))
+        )
         with self.connection() as conn:
-            return int(
-                conn.execute(
-                    sa.select(sa.func.count()).select_from(rows).where(when < _age_cutoff(age))
-                ).scalar_one()
-            )
+            return int(conn.execute(stmt).scalar_one())
 
     @contextmanager
     def pruning_turn(self) -> Iterator[bool]:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from taskrt.db.types import UTCDateTime, db_now
 from taskrt.ids import uuid7
-from taskrt.records import DispatchEntry, LostRun, RunState
+from taskrt.records import DispatchEntry, LostRun, RunState, address, split_address
 from taskrt.store.base import RUNS, TASKS, StoreBase
 from taskrt.store.mappers import run_state
 from taskrt.store.next_runs import insert_next_runs
@@ -38,6 +38,7 @@ RUN_STATE_COLUMNS = (
     RUNS.c.attempt,
     RUNS.c.lease_token,
     RUNS.c.available_at,
+    RUNS.c.tenant,
 )
 
 
@@ -140,6 +141,7 @@ class ReapStore(StoreBase):
                         outcome,
                         task.trace_id,
                         charged=charged,
+                        tenant=state.tenant,
                     )
                 )
         return results
@@ -152,11 +154,14 @@ class ReapStore(StoreBase):
         limit: int = 10_000,
         after: uuid.UUID | None = None,
     ) -> list[tuple[uuid.UUID, datetime]]:
-        """Queued runs of ``queue`` older than ``enqueued_before``: (id, available_at), by id."""
+        """Queued runs of the address ``queue`` older than ``enqueued_before``:
+        (id, available_at), by id."""
+        tenant, name = split_address(queue)
         stmt = (
             sa.select(RUNS.c.id, RUNS.c.available_at)
             .where(
-                RUNS.c.queue_name == queue,
+                RUNS.c.tenant == tenant,
+                RUNS.c.queue_name == name,
                 RUNS.c.status == "queued",
                 RUNS.c.enqueued_at < sa.bindparam("before", enqueued_before, type_=UTCDateTime()),
             )
@@ -169,30 +174,37 @@ class ReapStore(StoreBase):
             return [(row[0], row[1]) for row in conn.execute(stmt)]
 
     def reconcile_counts(self, queue: str, settled_before: datetime) -> ReconcileCounts:
-        """Queued and failed counts of ``queue``, in total and older than ``settled_before``."""
+        """Queued and failed counts of the address ``queue``, in total and older than
+        ``settled_before``."""
+        tenant, name = split_address(queue)
         before = sa.bindparam("before", settled_before, type_=UTCDateTime())
         with self.connection() as conn:
             queued, queued_settled = conn.execute(
                 sa.select(
                     sa.func.count(),
                     sa.func.count().filter(RUNS.c.enqueued_at < before),
-                ).where(RUNS.c.queue_name == queue, RUNS.c.status == "queued")
+                ).where(
+                    RUNS.c.tenant == tenant, RUNS.c.queue_name == name, RUNS.c.status == "queued"
+                )
             ).one()
             failed, failed_settled = conn.execute(
                 sa.select(
                     sa.func.count(),
                     sa.func.count().filter(TASKS.c.finished_at < before),
-                ).where(TASKS.c.queue_name == queue, TASKS.c.status == "failed")
+                ).where(
+                    TASKS.c.tenant == tenant, TASKS.c.queue_name == name, TASKS.c.status == "failed"
+                )
             ).one()
         return ReconcileCounts(int(queued), int(queued_settled), int(failed), int(failed_settled))
 
     def queued_queue_names(self) -> list[str]:
-        """Queues that have queued or running runs in the store."""
+        """Addresses of the queues (every tenant's) that have queued or running runs in the
+        store."""
         with self.connection() as conn:
             return [
-                row[0]
+                address(row[0], row[1])
                 for row in conn.execute(
-                    sa.select(RUNS.c.queue_name)
+                    sa.select(RUNS.c.tenant, RUNS.c.queue_name)
                     .where(RUNS.c.status.in_(("queued", "running")))
                     .distinct()
                 )
@@ -216,3 +228,7 @@ class _StubRun:
     @property
     def queue(self) -> str:
         return self.state.queue
+
+    @property
+    def tenant(self) -> str:
+        return self.state.tenant

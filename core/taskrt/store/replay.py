@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from taskrt.db.types import db_now
 from taskrt.exceptions import InvalidStateError, NotFoundError
 from taskrt.ids import uuid7
-from taskrt.records import LIVE_TASK_STATUSES, Actor, DispatchEntry, TaskRecord
+from taskrt.records import DEFAULT_TENANT, LIVE_TASK_STATUSES, Actor, DispatchEntry, TaskRecord
 from taskrt.store.audit import write_audit
 from taskrt.store.base import RUNS, TASKS
 from taskrt.store.next_runs import write_outbox
@@ -23,15 +23,18 @@ class TaskChangeStore(TaskReadStore):
 
     # --- cancel ---------------------------------------------------------------------------
     def cancel_task(
-        self, task_id: uuid.UUID, *, actor: Actor | None = None
+        self, task_id: uuid.UUID, *, actor: Actor | None = None, tenant: str = DEFAULT_TENANT
     ) -> tuple[TaskRecord, DispatchEntry | None]:
-        """Cancel a task. A queued task is cancelled at once (its run too) and the run to
-        withdraw from the queue is returned; a running one gets ``cancel_requested_at`` and
-        its worker finishes the job. A finished task raises InvalidStateError."""
+        """Cancel one of ``tenant``'s tasks (another tenant's is not found). A queued task is
+        cancelled at once (its run too) and the run to withdraw from the queue is returned; a
+        running one gets ``cancel_requested_at`` and its worker finishes the job. A finished
+        task raises InvalidStateError."""
         withdrawn: DispatchEntry | None = None
         with self.transaction() as conn:
             row = conn.execute(
-                sa.select(TASKS.c.status).where(TASKS.c.id == task_id).with_for_update()
+                sa.select(TASKS.c.status)
+                .where(TASKS.c.id == task_id, TASKS.c.tenant == tenant)
+                .with_for_update()
             ).first()
             if row is None:
                 raise NotFoundError(f"no task with id {task_id}")
@@ -48,10 +51,12 @@ class TaskChangeStore(TaskReadStore):
             if run is not None or status == "pending":
                 values.update(status="cancelled", finished_at=db_now())
                 if run is not None:
-                    withdrawn = DispatchEntry(run_id=run[0], queue=run[1])
+                    withdrawn = DispatchEntry(run_id=run[0], queue=run[1], tenant=tenant)
             conn.execute(sa.update(TASKS).where(TASKS.c.id == task_id).values(**values))
-            write_audit(conn, actor, "task.cancel", "task", [task_id], {"was": status})
-        return self.get_task(task_id), withdrawn
+            write_audit(
+                conn, actor, "task.cancel", "task", [task_id], {"was": status}, tenant=tenant
+            )
+        return self.get_task(task_id, tenant=tenant), withdrawn
 
     # --- replay ---------------------------------------------------------------------------
     def replay_tasks(
@@ -62,8 +67,10 @@ class TaskChangeStore(TaskReadStore):
         actor: Actor | None = None,
         statuses: Sequence[str] = ("failed",),
         action: str = "dlq.replay",
+        tenant: str = DEFAULT_TENANT,
     ) -> tuple[list[uuid.UUID], list[DispatchEntry]]:
-        """Give finished tasks a fresh run and a fresh retry budget, each in its own queue.
+        """Give finished tasks of ``tenant`` a fresh run and a fresh retry budget, each in its
+        own queue (other tenants' ids are left alone, like ids not found).
 
         By default only tasks still ``failed`` (dead-lettered) are replayed, and only those of
         ``queue`` when it is given; ``statuses`` widens that (re-running a completed or
@@ -74,6 +81,7 @@ class TaskChangeStore(TaskReadStore):
         if not task_ids:
             return [], []
         conditions: list[sa.ColumnElement[bool]] = [
+            TASKS.c.tenant == tenant,
             TASKS.c.id.in_(list(task_ids)),
             TASKS.c.status.in_(list(statuses)),
         ]
@@ -108,7 +116,7 @@ class TaskChangeStore(TaskReadStore):
             attempts = dict(
                 conn.execute(
                     sa.select(RUNS.c.task_id, sa.func.max(RUNS.c.attempt))
-                    .where(RUNS.c.task_id.in_(won))
+                    .where(RUNS.c.task_id.in_(won), RUNS.c.tenant == tenant)
                     .group_by(RUNS.c.task_id)
                 ).all()
             )
@@ -116,6 +124,7 @@ class TaskChangeStore(TaskReadStore):
                 {
                     "id": uuid7(),
                     "task_id": task_id,
+                    "tenant": tenant,
                     "attempt": attempts.get(task_id, 0) + 1,
                     "status": "queued",
                     "queue_name": queue_of[task_id],
@@ -129,14 +138,17 @@ class TaskChangeStore(TaskReadStore):
                 new_runs,
             ).all()
             entries = [
-                DispatchEntry(run_id=rid, queue=queue_of[task_id])
+                DispatchEntry(run_id=rid, queue=queue_of[task_id], tenant=tenant)
                 for (rid, _at), task_id in zip(rows, won, strict=True)
             ]
             if self.outbox:
                 write_outbox(
                     conn,
-                    [(e.run_id, e.queue, at) for e, (_rid, at) in zip(entries, rows, strict=True)],
+                    [
+                        (e.run_id, e.tenant, e.queue, at)
+                        for e, (_rid, at) in zip(entries, rows, strict=True)
+                    ],
                 )
             details = {"queue": queue} if queue is not None else {}
-            write_audit(conn, actor, action, "task", won, details)
+            write_audit(conn, actor, action, "task", won, details, tenant=tenant)
         return won, entries

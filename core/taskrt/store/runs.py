@@ -90,7 +90,11 @@ class RunStore(StoreBase):
                     (row.task_id, row.attempt): row
                     for row in conn.execute(
                         sa.select(
-                            RUNS.c.id, RUNS.c.task_id, RUNS.c.attempt, RUNS.c.available_at
+                            RUNS.c.id,
+                            RUNS.c.task_id,
+                            RUNS.c.attempt,
+                            RUNS.c.available_at,
+                            RUNS.c.tenant,
                         ).where(RUNS.c.task_id.in_([f.run.task_id for f in retrying]))
                     )
                 }
@@ -108,7 +112,9 @@ class RunStore(StoreBase):
             row = following[(f.run.task_id, f.run.attempt + 1)]
             f.next_run_id = row.id
             immediate = (f.retry_delay or 0.0) <= 0
-            report.retries.append(dispatch_entry(row.id, f.run.queue, row.available_at, immediate))
+            report.retries.append(
+                dispatch_entry(row.id, f.run.queue, row.available_at, immediate, tenant=row.tenant)
+            )
 
     # --- hand back ------------------------------------------------------------------------
     def hand_back_runs(

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from taskrt.db.types import UTCDateTime, db_now
 from taskrt.exceptions import NotFoundError
-from taskrt.records import Actor, FireRecord, ScheduleRecord, TaskInsert
+from taskrt.records import DEFAULT_TENANT, Actor, FireRecord, ScheduleRecord, TaskInsert
 from taskrt.store.audit import write_audit
 from taskrt.store.base import FIRES, SCHEDULES, TASKS, StoreBase
 from taskrt.store.mappers import schedule_from_row
@@ -49,13 +49,15 @@ class ScheduleStore(StoreBase):
         next_fire_at: datetime | None,
         actor: Actor | None = None,
     ) -> ScheduleRecord:
-        """Store the template task and the schedule in one transaction (with an audit row)."""
+        """Store the template task and the schedule in one transaction (with an audit row),
+        both in the template's tenant."""
         schedule_id = template.id  # one id for the schedule and its template keeps them paired
         with self.transaction() as conn:
             self.insert_tasks_in(conn, [template])  # type: ignore[attr-defined]
             conn.execute(
                 sa.insert(SCHEDULES).values(
                     id=schedule_id,
+                    tenant=template.tenant,
                     name=name,
                     task_template_id=template.id,
                     cron_expr=cron,
@@ -72,26 +74,31 @@ class ScheduleStore(StoreBase):
                 "schedule",
                 [schedule_id],
                 {"cron": cron, "timezone": timezone, "task": template.name},
+                tenant=template.tenant,
             )
-        return self.get_schedule(schedule_id)
+        return self.get_schedule(schedule_id, tenant=template.tenant)
 
-    def get_schedule(self, schedule_id: uuid.UUID) -> ScheduleRecord:
-        """One schedule; NotFoundError if unknown."""
+    def get_schedule(
+        self, schedule_id: uuid.UUID, *, tenant: str = DEFAULT_TENANT
+    ) -> ScheduleRecord:
+        """One of ``tenant``'s schedules; NotFoundError if unknown or another tenant's."""
+        stmt = _schedule_select().where(SCHEDULES.c.id == schedule_id, SCHEDULES.c.tenant == tenant)
         with self.connection() as conn:
-            row = (
-                conn.execute(_schedule_select().where(SCHEDULES.c.id == schedule_id))
-                .mappings()
-                .first()
-            )
+            row = conn.execute(stmt).mappings().first()
         if row is None:
             raise NotFoundError(f"no schedule with id {schedule_id}")
         return schedule_from_row(row)
 
     def list_schedules(
-        self, *, limit: int = 100, after: uuid.UUID | None = None
+        self, *, limit: int = 100, after: uuid.UUID | None = None, tenant: str = DEFAULT_TENANT
     ) -> list[ScheduleRecord]:
-        """Schedules, oldest first, keyset-paginated by id."""
-        stmt = _schedule_select().order_by(SCHEDULES.c.id).limit(limit)
+        """``tenant``'s schedules, oldest first, keyset-paginated by id."""
+        stmt = (
+            _schedule_select()
+            .where(SCHEDULES.c.tenant == tenant)
+            .order_by(SCHEDULES.c.id)
+            .limit(limit)
+        )
         if after is not None:
             stmt = stmt.where(SCHEDULES.c.id > after)
         with self.connection() as conn:
@@ -105,12 +112,14 @@ class ScheduleStore(StoreBase):
         template_changes: dict[str, Any] | None = None,
         action: str = "schedule.update",
         actor: Actor | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> ScheduleRecord:
-        """Apply ``changes`` to the schedule row (and ``template_changes`` to its template)."""
+        """Apply ``changes`` to ``tenant``'s schedule row (and ``template_changes`` to its
+        template); NotFoundError if unknown or another tenant's."""
         with self.transaction() as conn:
             row = conn.execute(
                 sa.update(SCHEDULES)
-                .where(SCHEDULES.c.id == schedule_id)
+                .where(SCHEDULES.c.id == schedule_id, SCHEDULES.c.tenant == tenant)
                 .values(**changes, updated_at=db_now())
                 .returning(SCHEDULES.c.task_template_id)
             ).first()
@@ -119,32 +128,43 @@ class ScheduleStore(StoreBase):
             if template_changes:
                 conn.execute(
                     sa.update(TASKS)
-                    .where(TASKS.c.id == row[0])
+                    .where(TASKS.c.id == row[0], TASKS.c.tenant == tenant)
                     .values(**template_changes, updated_at=db_now())
                 )
             details = {k: str(v) for k, v in {**changes, **(template_changes or {})}.items()}
-            write_audit(conn, actor, action, "schedule", [schedule_id], details)
-        return self.get_schedule(schedule_id)
+            write_audit(conn, actor, action, "schedule", [schedule_id], details, tenant=tenant)
+        return self.get_schedule(schedule_id, tenant=tenant)
 
-    def delete_schedule(self, schedule_id: uuid.UUID, *, actor: Actor | None = None) -> None:
-        """Delete a schedule, its template and its fire history (fired tasks stay)."""
+    def delete_schedule(
+        self, schedule_id: uuid.UUID, *, actor: Actor | None = None, tenant: str = DEFAULT_TENANT
+    ) -> None:
+        """Delete one of ``tenant``'s schedules, its template and its fire history (fired
+        tasks stay); NotFoundError if unknown or another tenant's."""
         with self.transaction() as conn:
             row = conn.execute(
-                sa.select(SCHEDULES.c.task_template_id).where(SCHEDULES.c.id == schedule_id)
+                sa.select(SCHEDULES.c.task_template_id).where(
+                    SCHEDULES.c.id == schedule_id, SCHEDULES.c.tenant == tenant
+                )
             ).first()
             if row is None:
                 raise NotFoundError(f"no schedule with id {schedule_id}")
             conn.execute(sa.delete(SCHEDULES).where(SCHEDULES.c.id == schedule_id))
             conn.execute(sa.delete(TASKS).where(TASKS.c.id == row[0]))
-            write_audit(conn, actor, "schedule.delete", "schedule", [schedule_id])
+            write_audit(conn, actor, "schedule.delete", "schedule", [schedule_id], tenant=tenant)
 
     def fires(
-        self, schedule_id: uuid.UUID, *, limit: int = 100, before: int | None = None
+        self,
+        schedule_id: uuid.UUID,
+        *,
+        limit: int = 100,
+        before: int | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[FireRecord]:
-        """Fires of a schedule, newest first."""
+        """Fires of one of ``tenant``'s schedules, newest first (none for another tenant's)."""
         stmt = (
             sa.select(FIRES)
-            .where(FIRES.c.schedule_id == schedule_id)
+            .join(SCHEDULES, SCHEDULES.c.id == FIRES.c.schedule_id)
+            .where(FIRES.c.schedule_id == schedule_id, SCHEDULES.c.tenant == tenant)
             .order_by(FIRES.c.fire_at.desc())
             .limit(limit)
         )

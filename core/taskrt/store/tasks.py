@@ -14,10 +14,11 @@ from taskrt.db.types import UTCDateTime, db_now_plus
 from taskrt.exceptions import InvalidStateError
 from taskrt.records import LIVE_TASK_STATUSES, Actor, Enqueued, TaskInsert, TaskKind
 from taskrt.store.audit import write_audit
-from taskrt.store.base import RUNS, TASKS, StoreBase
+from taskrt.store.base import RUNS, TASKS
 from taskrt.store.batches import task_row
 from taskrt.store.mappers import dispatch_entry, run_from_row, task_from_row
 from taskrt.store.next_runs import write_outbox
+from taskrt.store.quotas import Quota, QuotaStore
 
 _LIVE_DEDUP = sa.text(
     "dedup_key IS NOT NULL AND status IN (" + ", ".join(f"'{s}'" for s in LIVE_TASK_STATUSES) + ")"
@@ -41,22 +42,31 @@ def _created(item: TaskInsert, placed: tuple[uuid.UUID, datetime] | None) -> Enq
     return Enqueued(
         task_id=item.id,
         created=True,
-        dispatch=dispatch_entry(run_id, item.queue, available_at, immediate),
+        dispatch=dispatch_entry(run_id, item.queue, available_at, immediate, tenant=item.tenant),
     )
 
 
-class TaskStore(StoreBase):
+class TaskStore(QuotaStore):
     """Statements creating tasks."""
 
     def insert_tasks(
-        self, items: Sequence[TaskInsert], *, actor: Actor | None = None
+        self,
+        items: Sequence[TaskInsert],
+        *,
+        actor: Actor | None = None,
+        quota: Quota | None = None,
     ) -> list[Enqueued]:
         """Store tasks with their first runs (and outbox and audit rows) in one transaction.
 
         A task whose dedup key is held by a live task of the same name is not created; the
         live task is returned instead (``created=False``). The unique partial index makes this
         race-free: concurrent producers queue on it and all but one find the winner.
+        ``quota``: the tenant's quotas, checked first in the same transaction (S4,
+        :mod:`taskrt.store.quotas`); without one, the one-statement fast path.
         """
+        if quota is not None:
+            with self.transaction() as conn:
+                return self.insert_tasks_in(conn, items, actor=actor, quota=quota)
         placed = self.sql.insert_at_once(items, outbox=self.outbox, actor=actor)
         if placed is not None:
             return [_created(item, placed[item.id]) for item in items]
@@ -64,9 +74,16 @@ class TaskStore(StoreBase):
             return self.insert_tasks_in(conn, items, actor=actor)
 
     def insert_tasks_in(
-        self, conn: Connection, items: Sequence[TaskInsert], *, actor: Actor | None = None
+        self,
+        conn: Connection,
+        items: Sequence[TaskInsert],
+        *,
+        actor: Actor | None = None,
+        quota: Quota | None = None,
     ) -> list[Enqueued]:
         """:meth:`insert_tasks` inside the caller's transaction."""
+        if quota is not None:
+            self.check_quota(conn, quota, sum(1 for i in items if i.tenant == quota.tenant))
         placed = self.sql.place_tasks(conn, items, outbox=self.outbox)
         results: list[Enqueued | None] = [
             _created(item, placed[item.id]) if item.id in placed else None for item in items
@@ -97,14 +114,19 @@ class TaskStore(StoreBase):
         if created:
             self._insert_first_runs(conn, items, created, results)
         new_tasks = [i for i, r in enumerate(results) if r is not None and r.created]
-        write_audit(
-            conn,
-            actor,
-            "task.create",
-            "task",
-            [items[i].id for i in new_tasks],
-            [{"name": items[i].name, "queue": items[i].queue} for i in new_tasks],
-        )
+        by_tenant: dict[str, list[int]] = {}
+        for i in new_tasks:
+            by_tenant.setdefault(items[i].tenant, []).append(i)
+        for tenant, indexes in by_tenant.items():
+            write_audit(
+                conn,
+                actor,
+                "task.create",
+                "task",
+                [items[i].id for i in indexes],
+                [{"name": items[i].name, "queue": items[i].queue} for i in indexes],
+                tenant=tenant,
+            )
         return [r for r in results if r is not None]
 
     def _insert_ignoring_live_duplicates(
@@ -149,6 +171,7 @@ class TaskStore(StoreBase):
                 {
                     "id": items[i].run_id,
                     "task_id": items[i].id,
+                    "tenant": items[i].tenant,
                     "attempt": 1,
                     "status": "queued",
                     "queue_name": items[i].queue,
@@ -161,13 +184,13 @@ class TaskStore(StoreBase):
         for i, (run_id, available_at) in zip(runnable, rows, strict=True):
             item = items[i]
             immediate = item.run_at is None and item.delay <= 0
-            entry = dispatch_entry(run_id, item.queue, available_at, immediate)
+            entry = dispatch_entry(run_id, item.queue, available_at, immediate, tenant=item.tenant)
             results[i] = Enqueued(task_id=item.id, created=True, dispatch=entry)
         if self.outbox:
             write_outbox(
                 conn,
                 [
-                    (run_id, items[i].queue, at)
+                    (run_id, items[i].tenant, items[i].queue, at)
                     for i, (run_id, at) in zip(runnable, rows, strict=True)
                 ],
             )

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from taskrt.db.types import db_now, db_now_plus
-from taskrt.records import WorkerInfo, WorkerStatus
+from taskrt.records import DEFAULT_TENANT, WorkerInfo, WorkerStatus
 from taskrt.store.base import WORKERS, StoreBase
 
 
@@ -29,6 +29,8 @@ class WorkerStore(StoreBase):
                     concurrency=info.concurrency,
                     version=info.version,
                     status=WorkerStatus.ONLINE.value,
+                    tenant=info.tenant,
+                    tenants=None if info.tenants is None else list(info.tenants),
                 )
                 .returning(WORKERS.c.started_at, WORKERS.c.heartbeat_at)
             ).one()
@@ -69,9 +71,19 @@ class WorkerStore(StoreBase):
             )
             return int(result.rowcount or 0)
 
-    def list_workers(self, *, include_offline: bool = True, limit: int = 500) -> list[WorkerInfo]:
-        """Workers, most recently started first."""
+    def list_workers(
+        self,
+        *,
+        include_offline: bool = True,
+        limit: int = 500,
+        tenant: str | None = DEFAULT_TENANT,
+    ) -> list[WorkerInfo]:
+        """Workers serving ``tenant`` alone, most recently started first. None (operators):
+        every worker, those serving several tenants (``*``) included; a tenant does not see
+        those, whose host names and pids are the shared fleet's."""
         stmt = sa.select(WORKERS).order_by(WORKERS.c.started_at.desc()).limit(limit)
+        if tenant is not None:
+            stmt = stmt.where(WORKERS.c.tenant == tenant)
         if not include_offline:
             stmt = stmt.where(WORKERS.c.status != WorkerStatus.OFFLINE.value)
         with self.connection() as conn:
@@ -87,6 +99,8 @@ class WorkerStore(StoreBase):
                     status=WorkerStatus(row["status"]),
                     started_at=row["started_at"],
                     heartbeat_at=row["heartbeat_at"],
+                    tenant=row["tenant"],
+                    tenants=None if row["tenants"] is None else tuple(row["tenants"]),
                 )
                 for row in conn.execute(stmt).mappings()
             ]

@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from taskrt import logs, metrics
-from taskrt.context import TaskContext
+from taskrt.context import TaskContext, current_tenant
 from taskrt.exceptions import NonRetryableError, TaskCancelled, UnknownTaskError
 from taskrt.handlers import TaskType
 from taskrt.outcomes import OutcomeBuilder
@@ -225,7 +225,7 @@ class RunExecutor:
         if not self.settle(active, self._timeout_finish(run)):
             return False
         log.warning(message, *args, extra=logs.run_fields(run, self.worker_id))
-        metrics.handler_abandoned(run.queue, run.name, kind)
+        metrics.handler_abandoned(run.queue, run.name, kind, tenant=run.tenant)
         return True
 
     # --- shared steps ---------------------------------------------------------------------
@@ -251,6 +251,7 @@ class RunExecutor:
             worker_id=self.worker_id,
             trace_id=run.trace_id,
             timeout=run.timeout,
+            tenant=run.tenant,
         )
         active.ctx = ctx
         active.started_monotonic = ctx.started_monotonic
@@ -284,12 +285,15 @@ class RunExecutor:
     def _run_sync(self, active: ActiveRun, task_type: TaskType[Any]) -> None:
         # log lines written while it runs (ours, the handler's, its libraries') carry its ids
         context = logs.current_run.set((active.run, self.worker_id))
+        # tasks the handler enqueues without a client go to its own tenant
+        tenant = current_tenant.set(active.run.tenant)
         try:
             finish = self._call_sync(active, task_type)
         except Exception as exc:  # a bug in taskrt itself: fail the run, keep the worker
             log.exception("internal error executing run %s", active.run.run_id)
             finish = self.outcomes.failed(active.run, exc, reason="worker_error")
         finally:
+            current_tenant.reset(tenant)
             logs.current_run.reset(context)
         self.settle(active, finish)
 
@@ -318,6 +322,7 @@ class RunExecutor:
     async def _run_async(self, active: ActiveRun, task_type: TaskType[Any]) -> None:
         # set in this task's own context: the handler's task inherits it
         logs.current_run.set((active.run, self.worker_id))
+        current_tenant.set(active.run.tenant)
         try:
             finish = await self._call_async(active, task_type)
         except Exception as exc:  # a bug in taskrt itself: fail the run, keep the worker

@@ -18,8 +18,9 @@ from collections.abc import Callable, Sequence
 
 from taskrt import metrics
 from taskrt.queue.base import Leased, QueueBackend
-from taskrt.records import ClaimedRun, WorkerIdentity
+from taskrt.records import ClaimedRun, WorkerIdentity, address
 from taskrt.worker.execution import ActiveRun
+from taskrt.worker.fairness import TenantRotation
 from taskrt.worker.isolation import Isolation
 from taskrt.worker.pipeline import MAX_IN_FLIGHT, Backoff, ClaimSequencer
 from taskrt.worker.slots import SlotPool
@@ -68,6 +69,7 @@ class Fetcher:
         take: Callable[[list[ActiveRun]], None],
         arrive: Callable[[int, list[ActiveRun]], None],
         advance_isolation: Callable[[], None],
+        rotation: TenantRotation | None = None,
     ) -> None:
         self.backend = backend
         self.identity = identity
@@ -87,6 +89,21 @@ class Fetcher:
         """Claims on their way, delivered in lease order."""
         self.backoff = Backoff()  # while fetches or claims fail
         self._rng = random.Random()  # noqa: S311 - queue order, not security
+        self.rotation = rotation or TenantRotation(["default"])
+        """Which tenants' queues each fetch asks, and how many runs of each (fairness)."""
+        self._fair = self.rotation.single is None
+
+    def addresses(self) -> list[str]:
+        """The queue addresses this worker serves now (for a ``'*'`` worker, of the tenants
+        known at the last refresh)."""
+        return [address(t, q) for t in self.rotation.tenants for q in self.queues]
+
+    def _wait(self, timeout: float) -> None:
+        woken = self.backend.wait_for_work(
+            self.addresses(), timeout, all_tenants=self.rotation.all_tenants
+        )
+        if woken and self._fair:
+            self.rotation.woken(woken)
 
     def queue_order(self) -> list[str]:
         """The queues in the order to try them this time (weighted: a fresh random order)."""
@@ -96,7 +113,8 @@ class Fetcher:
 
     def run(self) -> None:
         """Fetch until ``stopping`` is set."""
-        self.backend.prepare_wait(self.queues)
+        self.rotation.refresh(force=True)
+        self.backend.prepare_wait(self.addresses(), all_tenants=self.rotation.all_tenants)
         two_stage = self.two_stage
         while not self.stopping.is_set():
             if self.isolation.engaged:  # a suspect run executes alone: fetch nothing
@@ -122,7 +140,7 @@ class Fetcher:
             if not two_stage:  # a two-stage fetch succeeds when its claim does
                 self._succeeded()
             if not got:
-                self.backend.wait_for_work(self.queues, IDLE_WAIT)
+                self._wait(IDLE_WAIT)
 
     def _succeeded(self) -> None:
         if self.backoff.succeeded():
@@ -131,11 +149,19 @@ class Fetcher:
     def _fetch(self, limit: int) -> int:
         """Fetch up to ``limit`` runs; returns how many were leased or claimed."""
         leased_at = time.monotonic()  # before the lease: it runs from no earlier than this
+        rotation = self.rotation
+        if self._fair:
+            rotation.refresh()
+            if rotation.hinted:  # wake-ups that came while busy clear their hints first
+                self._wait(0)
+        plan = rotation.plan(self.queue_order(), limit)
         if not self.two_stage:
-            runs = self.backend.acquire(self.queue_order(), limit, self.identity)
+            runs = self.backend.acquire(plan, limit, self.identity)
             self._take(self._admit(runs, leased_at))
             return len(runs)
-        leased = self.backend.lease(self.queue_order(), limit, self.identity)
+        leased = self.backend.lease(plan, limit, self.identity)
+        if self._fair and leased.empty:
+            rotation.hint_empty(leased.empty)
         if len(leased):
             self.slots.reserve(len(leased))
             self.claimers.run(self._claim, self.sequencer.ticket(), leased, leased_at)
@@ -154,7 +180,7 @@ class Fetcher:
                 exc,
                 pause,
             )
-            metrics.claim_failed(leased.queues())
+            metrics.claim_failed(leased.tenant_queues())
             runs = []
         else:
             self._succeeded()

@@ -194,7 +194,7 @@ class Finisher:
             return report
         replacement = unwritable(finish, self._last_error or RuntimeError("unknown error"))
         run = finish.run
-        metrics.outcome_unwritable(run.queue, run.name)
+        metrics.outcome_unwritable(run.queue, run.name, tenant=run.tenant)
         log.error(
             "run %s: the store refused its outcome %r (%s); recording it as failed (%s)",
             run.run_id,

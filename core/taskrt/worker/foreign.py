@@ -63,7 +63,7 @@ class ForeignRuns:
             )
             handed = 0
         if handed:
-            metrics.runs_handed_back(((r.queue, r.name) for r in foreign), "unknown_task")
+            metrics.runs_handed_back(((r.tenant, r.queue, r.name) for r in foreign), "unknown_task")
         self._log(foreign)
         return [run for run in runs if run.name in known]
 

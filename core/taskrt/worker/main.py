@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import socket
 import threading
@@ -25,7 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from types import FrameType
 
-from taskrt import logs, metrics
+from taskrt import limits, logs, metrics
 from taskrt._version import __version__
 from taskrt.exceptions import ValidationError
 from taskrt.handlers import check_queue_name
@@ -44,6 +45,7 @@ from taskrt.records import (
 from taskrt.runtime import Runtime
 from taskrt.store import Store
 from taskrt.worker.execution import ActiveRun, RunExecutor
+from taskrt.worker.fairness import ALL_TENANTS, TenantRotation, describe
 from taskrt.worker.fetcher import Fetcher, weighted_order
 from taskrt.worker.finisher import Finisher
 from taskrt.worker.foreign import ForeignRuns, log_unserved_task_types
@@ -55,7 +57,57 @@ from taskrt.worker.threads import HandlerThreads
 
 log = logging.getLogger("taskrt.worker")
 
-__all__ = ["Worker", "WorkerOptions", "parse_queues", "weighted_order"]
+__all__ = ["Worker", "WorkerOptions", "parse_queues", "parse_tenants", "weighted_order"]
+
+_TENANT_RE = re.compile(limits.TENANT_NAME_PATTERN)
+
+
+def check_tenant_name(name: str, option: str = "--tenant") -> str:
+    """Return ``name`` if it is a valid tenant name, else raise ValidationError."""
+    if not _TENANT_RE.match(name):
+        raise ValidationError(
+            f"invalid tenant name {name!r} in {option}: use 1 to {limits.TENANT_NAME_MAX} "
+            "lower-case letters, digits, '_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def parse_tenants(text: str) -> tuple[list[str], dict[str, int] | None, bool]:
+    """Parse ``--tenants``: ``a,b`` or ``a:3,b`` (weights overriding the tenants table's), or
+    ``*`` (every tenant, including those created later).
+
+    Returns the names in order, the weights given (None if none), and whether it was ``*``.
+    """
+    if text.strip() == ALL_TENANTS:
+        return [], None, True
+    names: list[str] = []
+    weights: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, weight_text = part.partition(":")
+        if name == ALL_TENANTS:
+            raise ValidationError("--tenants '*' cannot be combined with tenant names")
+        check_tenant_name(name, "--tenants")
+        if name in names:
+            raise ValidationError(f"tenant {name!r} is listed twice in --tenants")
+        if sep:
+            try:
+                weight = int(weight_text)
+            except ValueError:
+                raise ValidationError(
+                    f"weight of tenant {name!r} must be an integer, got {weight_text!r}"
+                ) from None
+            if not 1 <= weight <= limits.TENANT_WEIGHT_MAX:
+                raise ValidationError(
+                    f"weight of tenant {name!r} must be 1 to {limits.TENANT_WEIGHT_MAX}, "
+                    f"got {weight}"
+                )
+            weights[name] = weight
+        names.append(name)
+    if not names:
+        raise ValidationError("--tenants names no tenant")
+    return names, (weights or None), False
 
 
 def parse_queues(text: str) -> tuple[list[str], dict[str, int] | None]:
@@ -104,6 +156,19 @@ class WorkerOptions:
     prefetch: int | None = None
     """Claimed runs that may wait for a slot; None: as many as ``concurrency``."""
     maintenance: bool = True
+    tenants: list[str] = field(default_factory=lambda: ["default"])
+    """The tenants served (ignored when ``all_tenants``); several are served fairly."""
+    all_tenants: bool = False
+    """Serve every tenant, including tenants created while the worker runs (``'*'``)."""
+    tenant_weights: dict[str, int] | None = None
+    """Weights overriding the tenants table's (``--tenants a:3,b``)."""
+
+    @property
+    def tenant(self) -> str:
+        """The tenant served, or ``*`` when several (or all) are."""
+        if self.all_tenants or len(self.tenants) != 1:
+            return ALL_TENANTS
+        return self.tenants[0]
 
 
 class Worker:
@@ -127,6 +192,17 @@ class Worker:
             queues=tuple(options.queues),
             concurrency=options.concurrency,
             version=__version__,
+            tenant=options.tenant,
+            tenants=(
+                tuple(options.tenants)
+                if not options.all_tenants and len(options.tenants) > 1
+                else None
+            ),
+        )
+        self.rotation = TenantRotation(
+            None if options.all_tenants else options.tenants,
+            weights=options.tenant_weights,
+            load=store.list_tenants,
         )
         prefetch = options.concurrency if options.prefetch is None else options.prefetch
         self.slots: SlotPool[ActiveRun] = SlotPool(options.concurrency, prefetch)
@@ -161,6 +237,7 @@ class Worker:
             take=self._take,
             arrive=self._arrive,
             advance_isolation=self._advance_isolation,
+            rotation=self.rotation,
         )
         # runs of task types not installed here go back untouched before they get a slot
         self._foreign = ForeignRuns(
@@ -239,7 +316,7 @@ class Worker:
                 undone.run.attempt,
                 extra=logs.run_fields(undone.run, self.id),
             )
-        metrics.claims_undone((f.run.queue, f.run.name) for f in report.unclaimed)
+        metrics.claims_undone((f.run.tenant, f.run.queue, f.run.name) for f in report.unclaimed)
         for fenced in (f for f in report.fenced if f.run.run_id not in unclaimed):
             log.warning(
                 "run %s: outcome %r rejected: the lease was taken over (late completion)",
@@ -290,7 +367,9 @@ class Worker:
                 self.identity.lease_ttl,
                 extra=logs.run_fields(active.run, self.id),
             )
-            metrics.runs_handed_back([(active.run.queue, active.run.name)], "lease_unvouched")
+            metrics.runs_handed_back(
+                [(active.run.tenant, active.run.queue, active.run.name)], "lease_unvouched"
+            )
             # fenced on the lease token: back to its queue if no one took it meanwhile
             self._claimers.run(self._hand_back, [active], "unvouched")
         self.executor.start(active)  # a run handed back or lost settles without running
@@ -346,12 +425,15 @@ class Worker:
             self.pruner.start()
         self.runtime.observers.notify("worker_startup", worker=self.info)
         log.info(
-            "worker %s (%s) started: queues %s, concurrency %d, backend %s",
+            "worker %s (%s) started: queues %s, concurrency %d, backend %s%s",
             self.info.name,
             self.id,
             ",".join(self.options.queues),
             self.options.concurrency,
             self.backend.name,
+            ""
+            if self.options.tenants == ["default"] and not self.options.all_tenants
+            else f", tenants {describe(self.rotation)}",
         )
         log_unserved_task_types(
             self.runtime.registry, self.options.queues, self.settings.default_queue

@@ -30,19 +30,19 @@ class Claimer(Protocol):
     def by_ids(self, run_ids: Sequence[uuid.UUID]) -> list[ClaimedRun]:
         """Claim the queued, due runs among ``run_ids``, in no particular order."""
 
-    def next(self, queue: str, limit: int) -> list[ClaimedRun]:
-        """Claim up to ``limit`` of the oldest due runs of ``queue`` (none while it is
-        paused), in no particular order."""
+    def next(self, tenant: str, queue: str, limit: int) -> list[ClaimedRun]:
+        """Claim up to ``limit`` of the oldest due runs of ``tenant``'s ``queue`` (none while
+        it is paused), in no particular order."""
 
 
 class Reads(Protocol):
     """The reads made on every API request, which PostgreSQL may make through psycopg."""
 
     def task(
-        self, task_id: uuid.UUID, *, runs: bool
+        self, task_id: uuid.UUID, *, runs: bool, tenant: str
     ) -> tuple[Mapping[Any, Any] | None, list[Mapping[Any, Any]]]:
-        """The ``tasks`` row of ``task_id`` (None if unknown) and, with ``runs``, its runs'
-        rows, oldest first."""
+        """The ``tasks`` row of ``task_id`` (None if unknown or another tenant's) and, with
+        ``runs``, its runs' rows, oldest first."""
 
     def api_key(self, prefix: str) -> Mapping[Any, Any] | None:
         """The ``api_keys`` row whose prefix is ``prefix``."""
@@ -55,17 +55,23 @@ class SqlAlchemyReads:
         self.executor = sql
 
     def task(
-        self, task_id: uuid.UUID, *, runs: bool
+        self, task_id: uuid.UUID, *, runs: bool, tenant: str
     ) -> tuple[Mapping[Any, Any] | None, list[Mapping[Any, Any]]]:
         """See :meth:`Reads.task`."""
         tasks, task_runs = models.tasks, models.task_runs
         with self.executor.connection() as conn:
-            row = conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(tasks).where(tasks.c.id == task_id, tasks.c.tenant == tenant)
+                )
+                .mappings()
+                .first()
+            )
             if row is None or not runs:
                 return row, []
             run_rows = conn.execute(
                 sa.select(task_runs)
-                .where(task_runs.c.task_id == task_id)
+                .where(task_runs.c.task_id == task_id, task_runs.c.tenant == tenant)
                 .order_by(task_runs.c.attempt)
             ).mappings()
             return row, list(run_rows)

@@ -29,14 +29,15 @@ class PsycopgReads:
         self.raw = raw
 
     def task(
-        self, task_id: uuid.UUID, *, runs: bool
+        self, task_id: uuid.UUID, *, runs: bool, tenant: str
     ) -> tuple[Mapping[Any, Any] | None, list[Mapping[Any, Any]]]:
         """See :meth:`taskrt.store.dialects.base.Reads.task`."""
+        params = {"id": task_id, "tenant": tenant}
         with self.raw.reader() as read:
-            rows = read(statements.GET_TASK, {"id": task_id})
+            rows = read(statements.GET_TASK, params)
             if not rows:
                 return None, []
-            run_rows = read(statements.GET_RUNS, {"id": task_id}) if runs else []
+            run_rows = read(statements.GET_RUNS, params) if runs else []
         return rows[0], list(run_rows)
 
     def api_key(self, prefix: str) -> Mapping[Any, Any] | None:
@@ -56,9 +57,10 @@ class _Claimer:
         rows = self.raw.execute(statements.CLAIM_BY_IDS, {**self.params, "ids": list(run_ids)})
         return [claimed_run(row, self.params["lease_token"]) for row in rows.fetchall()]
 
-    def next(self, queue: str, limit: int) -> list[ClaimedRun]:
+    def next(self, tenant: str, queue: str, limit: int) -> list[ClaimedRun]:
         rows = self.raw.execute(
-            statements.CLAIM_NEXT, {**self.params, "queue": queue, "limit": limit}
+            statements.CLAIM_NEXT,
+            {**self.params, "tenant": tenant, "queue": queue, "limit": limit},
         )
         return [claimed_run(row, self.params["lease_token"]) for row in rows.fetchall()]
 
@@ -156,17 +158,19 @@ class PostgresDialect(Dialect):
             )
         with self.raw.statement() as raw:
             rows = raw.execute(statements.finish_runs(outbox=outbox), {"batch": dumps(batch)})
-            won = {row[0]: (row[1], row[2]) for row in rows.fetchall()}
+            won = {row[0]: (row[1], row[2], row[3]) for row in rows.fetchall()}
         report = FinishReport()
         for f in finishes:
             if f.run.run_id not in won:
                 report.fenced.append(f)
                 continue
             report.won.append(f)
-            next_id, available_at = won[f.run.run_id]
+            next_id, available_at, tenant = won[f.run.run_id]
             if next_id is not None:
                 immediate = (f.retry_delay or 0.0) <= 0
-                report.retries.append(dispatch_entry(next_id, f.run.queue, available_at, immediate))
+                report.retries.append(
+                    dispatch_entry(next_id, f.run.queue, available_at, immediate, tenant=tenant)
+                )
         return report
 
 

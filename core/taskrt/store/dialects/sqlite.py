@@ -38,10 +38,11 @@ class _Claimer:
             self.conn.execute(statements.CLAIM_BY_IDS, {**self.params, "ids": list(run_ids)})
         )
 
-    def next(self, queue: str, limit: int) -> list[ClaimedRun]:
+    def next(self, tenant: str, queue: str, limit: int) -> list[ClaimedRun]:
         return self._with_tasks(
             self.conn.execute(
-                statements.CLAIM_NEXT, {**self.params, "queue": queue, "limit": limit}
+                statements.CLAIM_NEXT,
+                {**self.params, "of_tenant": tenant, "queue": queue, "limit": limit},
             )
         )
 

@@ -22,42 +22,45 @@ _LIVE_DEDUP = (
 _INSERT_TASKS = """
 WITH input AS MATERIALIZED (
     SELECT * FROM jsonb_to_recordset(CAST(%(batch)s AS jsonb)) AS v(
-        id uuid, run_id uuid, name text, type text, priority int, queue_name text,
+        id uuid, run_id uuid, tenant text, name text, type text, priority int, queue_name text,
         payload jsonb, status text, dedup_key text, max_retries int, retry_strategy text,
         retry_params jsonb, timeout_seconds float8, retry_count int, lost_runs int,
         trace_id text, due_at timestamptz, delay_s float8)
 ),
 t AS (
-    INSERT INTO tasks (id, name, type, priority, queue_name, payload, status, dedup_key,
+    INSERT INTO tasks (id, tenant, name, type, priority, queue_name, payload, status,
+        dedup_key, max_retries, retry_strategy, retry_params, timeout_seconds, retry_count,
+        lost_runs, trace_id)
+    SELECT id, tenant, name, type, priority, queue_name, payload, status, dedup_key,
         max_retries, retry_strategy, retry_params, timeout_seconds, retry_count, lost_runs,
-        trace_id)
-    SELECT id, name, type, priority, queue_name, payload, status, dedup_key, max_retries,
-        retry_strategy, retry_params, timeout_seconds, retry_count, lost_runs, trace_id
+        trace_id
     FROM input
     ON CONFLICT (tenant, name, dedup_key) WHERE {live_dedup} DO NOTHING
     RETURNING id, type
 ),
 r AS (
-    INSERT INTO task_runs (id, task_id, attempt, status, queue_name, available_at)
-    SELECT input.run_id, input.id, 1, 'queued', input.queue_name,
+    INSERT INTO task_runs (id, task_id, tenant, attempt, status, queue_name, available_at)
+    SELECT input.run_id, input.id, input.tenant, 1, 'queued', input.queue_name,
         coalesce(input.due_at, statement_timestamp() + make_interval(secs => input.delay_s))
     FROM input JOIN t ON t.id = input.id
     WHERE t.type = 'immediate'
-    RETURNING id, task_id, queue_name, available_at
+    RETURNING id, task_id, tenant, queue_name, available_at
 ){outbox}{audit}
 SELECT t.id, r.id, r.available_at FROM t LEFT JOIN r ON r.task_id = t.id
 """
 _INSERT_OUTBOX = """,
 o AS (
-    INSERT INTO outbox (run_id, queue_name, available_at)
-    SELECT id, queue_name, available_at FROM r
+    INSERT INTO outbox (run_id, tenant, queue_name, available_at)
+    SELECT id, tenant, queue_name, available_at FROM r
 )"""
 # the audit rows of an HTTP create (one per task created), in the same statement: what
 # write_audit would insert for action task.create
 _INSERT_AUDIT = """,
 a AS (
-    INSERT INTO audit_log (actor, action, target_type, target_id, request_id, client_ip, details)
-    SELECT %(actor)s, 'task.create', 'task', t.id::text, %(request_id)s, %(client_ip)s,
+    INSERT INTO audit_log (tenant, actor, action, target_type, target_id, request_id, client_ip,
+        details)
+    SELECT input.tenant, %(actor)s, 'task.create', 'task', t.id::text, %(request_id)s,
+        %(client_ip)s,
         jsonb_build_object('name', input.name, 'queue', input.queue_name)
     FROM t JOIN input ON input.id = t.id
 )"""
@@ -82,11 +85,14 @@ _TASK_COLUMNS = ", ".join(c.name for c in models.tasks.c)
 _RUN_COLUMNS = ", ".join(c.name for c in models.task_runs.c)
 _API_KEY_COLUMNS = ", ".join(c.name for c in models.api_keys.c)
 
-GET_TASK = f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = %(id)s"  # noqa: S608
-"""One task by ``id``."""
+GET_TASK = f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = %(id)s AND tenant = %(tenant)s"  # noqa: S608
+"""One task by ``id``, if it is ``tenant``'s."""
 
-GET_RUNS = f"SELECT {_RUN_COLUMNS} FROM task_runs WHERE task_id = %(id)s ORDER BY attempt"  # noqa: S608
-"""The runs of task ``id``, oldest first."""
+GET_RUNS = (
+    f"SELECT {_RUN_COLUMNS} FROM task_runs"  # noqa: S608
+    " WHERE task_id = %(id)s AND tenant = %(tenant)s ORDER BY attempt"
+)
+"""The runs of task ``id`` (of ``tenant``), oldest first."""
 
 API_KEY_BY_PREFIX = f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE prefix = %(prefix)s"  # noqa: S608
 """The API key whose prefix is ``prefix``."""
@@ -107,7 +113,8 @@ claimed AS (
     WHERE task_runs.id = picked.id AND task_runs.status = 'queued'
         AND task_runs.available_at <= statement_timestamp()
     RETURNING task_runs.id, task_runs.task_id, task_runs.attempt, task_runs.queue_name,
-        task_runs.enqueued_at, task_runs.available_at, task_runs.started_at, task_runs.suspect
+        task_runs.enqueued_at, task_runs.available_at, task_runs.started_at, task_runs.suspect,
+        task_runs.tenant
 ),
 task_rows AS (
     UPDATE tasks SET status = 'running', updated_at = statement_timestamp()
@@ -117,7 +124,7 @@ task_rows AS (
         tasks.lost_runs, tasks.cancel_requested_at
 )
 SELECT c.id, c.task_id, c.attempt, c.queue_name, c.enqueued_at, c.available_at, c.started_at,
-    c.suspect, t.name, t.payload, t.max_retries, t.retry_strategy, t.retry_params,
+    c.suspect, c.tenant, t.name, t.payload, t.max_retries, t.retry_strategy, t.retry_params,
     t.timeout_seconds, t.trace_id, t.retry_count, t.lost_runs, t.cancel_requested_at
 FROM claimed c JOIN task_rows t ON t.id = c.task_id
 """
@@ -130,17 +137,19 @@ may scan the partial index of queued runs instead."""
 CLAIM_NEXT = _CLAIM.format(
     picked="""picked AS MATERIALIZED (
     SELECT id FROM task_runs
-    WHERE queue_name = %(queue)s AND status = 'queued' AND available_at <= statement_timestamp()
-        AND NOT EXISTS (SELECT 1 FROM queues WHERE name = %(queue)s AND paused)
+    WHERE tenant = %(tenant)s AND queue_name = %(queue)s AND status = 'queued'
+        AND available_at <= statement_timestamp()
+        AND NOT EXISTS (
+            SELECT 1 FROM queues WHERE tenant = %(tenant)s AND name = %(queue)s AND paused)
     ORDER BY available_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ),""",
     source="picked",
 )
-"""Claim the ``limit`` oldest due runs of ``queue`` unless it is paused. A materialized CTE:
-the locking SELECT runs exactly once, so its LIMIT holds (an IN (subquery) may be re-evaluated
-and over-claim)."""
+"""Claim the ``limit`` oldest due runs of ``tenant``'s ``queue`` unless it is paused. A
+materialized CTE: the locking SELECT runs exactly once, so its LIMIT holds (an IN (subquery) may
+be re-evaluated and over-claim)."""
 
 # --- renew --------------------------------------------------------------------------------------
 
@@ -182,7 +191,7 @@ done AS (
         lease_expires_at = NULL
     FROM v
     WHERE r.id = v.id AND r.status = 'running' AND r.lease_token = v.token
-    RETURNING r.id, r.task_id, r.attempt, r.queue_name
+    RETURNING r.id, r.task_id, r.attempt, r.tenant, r.queue_name
 ),
 task_rows AS (
     UPDATE tasks AS t SET
@@ -196,20 +205,20 @@ task_rows AS (
     WHERE t.id = done.task_id
 ),
 next_runs AS (
-    INSERT INTO task_runs (id, task_id, attempt, status, queue_name, available_at)
-    SELECT v.next_run_id, done.task_id, done.attempt + 1, 'queued', done.queue_name,
-        statement_timestamp() + make_interval(secs => coalesce(v.delay, 0))
+    INSERT INTO task_runs (id, task_id, tenant, attempt, status, queue_name, available_at)
+    SELECT v.next_run_id, done.task_id, done.tenant, done.attempt + 1, 'queued',
+        done.queue_name, statement_timestamp() + make_interval(secs => coalesce(v.delay, 0))
     FROM done JOIN v ON v.id = done.id
     WHERE v.next_run_id IS NOT NULL
-    RETURNING id, queue_name, available_at
+    RETURNING id, tenant, queue_name, available_at
 ){outbox}
-SELECT done.id, next_runs.id, next_runs.available_at
+SELECT done.id, next_runs.id, next_runs.available_at, next_runs.tenant
 FROM done JOIN v ON v.id = done.id LEFT JOIN next_runs ON next_runs.id = v.next_run_id
 """
 _FINISH_OUTBOX = """,
 outbox_rows AS (
-    INSERT INTO outbox (run_id, queue_name, available_at)
-    SELECT id, queue_name, available_at FROM next_runs
+    INSERT INTO outbox (run_id, tenant, queue_name, available_at)
+    SELECT id, tenant, queue_name, available_at FROM next_runs
 )"""
 
 
@@ -218,7 +227,7 @@ def finish_runs(*, outbox: bool) -> str:
     """Write the JSON ``batch`` of outcomes, each fenced by (id, status 'running', lease
     token), with the task status the batch carries (see :func:`taskrt.store.rules.task_outcome`)
     and the next run of each retry (and its outbox row); returns (run id, next run id, next run
-    due time) per run that won."""
+    due time, next run tenant) per run that won."""
     return _FINISH_RUNS.format(outbox=_FINISH_OUTBOX if outbox else "")
 
 

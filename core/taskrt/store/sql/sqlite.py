@@ -29,6 +29,7 @@ CLAIMED_RUN_COLUMNS = (
     _RUNS.c.available_at,
     _RUNS.c.started_at,
     _RUNS.c.suspect,
+    _RUNS.c.tenant,
 )
 CLAIMED_TASK_COLUMNS = (
     _TASKS.c.name,
@@ -71,11 +72,14 @@ CLAIM_BY_IDS = _claim(_RUNS.c.id.in_(sa.bindparam("ids", expanding=True)))
 _PICKED = (
     sa.select(_RUNS.c.id)
     .where(
+        _RUNS.c.tenant == sa.bindparam("of_tenant", type_=sa.String()),
         _RUNS.c.queue_name == sa.bindparam("queue", type_=sa.String()),
         _RUNS.c.status == "queued",
         _RUNS.c.available_at <= db_now(),
         ~sa.exists().where(
-            _QUEUES.c.name == sa.bindparam("queue", type_=sa.String()), _QUEUES.c.paused
+            _QUEUES.c.tenant == sa.bindparam("of_tenant", type_=sa.String()),
+            _QUEUES.c.name == sa.bindparam("queue", type_=sa.String()),
+            _QUEUES.c.paused,
         ),
     )
     .order_by(_RUNS.c.available_at, _RUNS.c.id)
@@ -83,7 +87,7 @@ _PICKED = (
     .cte("picked")
 )
 CLAIM_NEXT = _claim(_RUNS.c.id == _PICKED.c.id)
-"""Claim the ``limit`` oldest due runs of ``queue`` unless it is paused."""
+"""Claim the ``limit`` oldest due runs of ``tenant``'s ``queue`` unless it is paused."""
 
 CLAIM_TASKS = (
     sa.update(_TASKS)
