@@ -71,6 +71,7 @@ ROUTES = [
     Route("GET", "/api/v1/schedules/{schedule_id}/next", Role.READER, 200),
     Route("GET", "/api/v1/workers", Role.READER, 200),
     Route("GET", "/api/v1/audit", Role.ADMIN, 200),
+    Route("POST", "/api/v1/admin/prune", Role.ADMIN, 200, {"dry_run": True}),
 ]
 
 
