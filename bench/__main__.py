@@ -1,8 +1,10 @@
 """The benchmark suite: ``python -m bench`` (``make bench``), ``python -m bench --quick``.
 
-Measures enqueue throughput, drain throughput, pickup latency, worker RSS and queue depth
-scaling on the real PostgreSQL and Redis, prints one table (each figure next to its target
-from issue 9) and writes the whole run as JSON to ``bench/results/<UTC time>.json`` and
+Measures enqueue throughput, drain throughput, pickup latency, worker RSS, queue depth
+scaling and history at scale (issue 15: prune; drain and pickup with the workers' automatic
+pruning, and while ``taskrt prune`` runs; search on millions of finished tasks) on the real
+PostgreSQL and Redis, prints one table (each figure next to its target from issues 9 and 15)
+and writes the whole run as JSON to ``bench/results/<UTC time>.json`` and
 ``bench/results/latest.json`` (``...-quick.json`` and ``latest-quick.json`` for ``--quick``).
 docs/performance.md explains every figure. Benchmarks never assert: a missed target is
 printed as MISSED and the exit status stays 0; it is 1 only when a measurement failed.
@@ -22,12 +24,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import calibrate, depth, drain, enqueue, pickup
+from bench import calibrate, depth, drain, enqueue, history, pickup
 from bench.env import REPO_ROOT
 from bench.machine import facts, load_average
 from bench.report import figures, table
 
-MEASUREMENTS = ("calibrate", "enqueue", "drain", "pickup", "rss", "depth")
+MEASUREMENTS = ("calibrate", "enqueue", "drain", "pickup", "rss", "depth", "history")
 BACKENDS = ("redis", "postgresql", "sqlite")
 PICKUP_BACKENDS = ("redis", "postgresql")
 
@@ -41,6 +43,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
             "pickup_rate": 200.0,
             "depth": depth.QUICK,
             "calibrate": {"samples": 500, "copy_rows": 20_000},
+            "history": history.Sizes.quick(),
         }
     return {
         "enqueue": enqueue.Sizes(),
@@ -49,6 +52,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
         "pickup_rate": 200.0,
         "depth": depth.FULL,
         "calibrate": {"samples": 2000, "copy_rows": 200_000},
+        "history": history.Sizes(),
     }
 
 
@@ -153,6 +157,13 @@ def run(args: argparse.Namespace) -> tuple[Run, float]:
         result = state.step("depth", lambda: depth.measure(**sizes["depth"]))
         if result is not None:
             state.results["depth"] = result
+
+    if "history" in only:
+        # filled as it goes: a failure late in the measurement keeps the figures before it
+        found: dict[str, Any] = {}
+        state.step("history", lambda: history.measure(sizes["history"], found))
+        if found:
+            state.results["history"] = found
     return state, time.perf_counter() - started
 
 
@@ -220,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         "backends": args.backends,
         "http_auth": "apikey" if args.auth else "disabled",
         "sizes": {
-            key: dataclasses.asdict(value) if isinstance(value, enqueue.Sizes) else value
+            key: dataclasses.asdict(value)
+            if isinstance(value, enqueue.Sizes | history.Sizes)
+            else value
             for key, value in _sizes(args.quick).items()
         },
         "argv": sys.argv[1:] if argv is None else argv,

@@ -6,6 +6,10 @@ returns its own clock minus that stamp, and the results are read back from the s
 sent one at a time on a fixed schedule (no catching up in bursts), to one worker process with
 concurrency 8 that has already run a few warm-up tasks.
 
+:func:`measure` does all that on a fresh database; :func:`warm_up` and :func:`send` do the
+steps on a target and worker someone else set up (``bench.history`` measures pickup on a
+database holding millions of finished tasks, with and without a prune running).
+
 Run ``python -m bench.pickup [--tasks N] [--rate PER_SECOND] [--backend redis|postgresql]``.
 """
 
@@ -15,11 +19,14 @@ import argparse
 import json
 import statistics
 import time
+import uuid
 from typing import Any
 
 import sqlalchemy as sa
 
-from bench.env import target_for, wait_for_workers, wait_succeeded, worker
+from bench.env import target_for, wait_for_workers, worker
+from taskrt.client import Client
+from taskrt.db import models
 
 WARMUP = 20
 
@@ -31,47 +38,62 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def measure(
-    tasks: int, rate: float, *, use_redis: bool = True, backend: str | None = None
-) -> dict[str, Any]:
-    """Enqueue ``tasks`` pickup tasks one at a time at ``rate`` per second; return ms figures.
+def _results(engine: sa.Engine, ids: list[uuid.UUID]) -> list[float]:
+    """Latencies (ms) of the succeeded pickup tasks among ``ids``, in id order."""
+    runs = models.task_runs
+    stmt = (
+        sa.select(runs.c.result)
+        .where(runs.c.task_id.in_(ids), runs.c.status == "succeeded")
+        .order_by(runs.c.task_id)
+    )
+    with engine.connect() as conn:
+        return [int(value) / 1e6 for value in conn.execute(stmt).scalars()]
 
-    ``backend`` (``redis``, ``postgresql`` or ``sqlite``) overrides ``use_redis``.
-    """
-    backend = backend or ("redis" if use_redis else "postgresql")
-    with target_for(backend) as target, target.client() as client:
-        engine = client.service.store.engine
-        with worker(target, "-c", "8", settle=0):
-            wait_for_workers(client, 1)
-            for _ in range(WARMUP):  # warm connections and scripts on both sides
-                client.enqueue("bench.pickup", {"t0": time.time_ns()})
-            wait_succeeded(engine, WARMUP)
-            time.sleep(1.0)
-            interval = 1.0 / rate
-            started = next_at = time.perf_counter()
-            for _ in range(tasks):
-                client.enqueue("bench.pickup", {"t0": time.time_ns()})
-                next_at += interval
-                pause = next_at - time.perf_counter()
-                if pause > 0:
-                    time.sleep(pause)
-                else:  # running late: go on from now rather than send a burst to catch up
-                    next_at = time.perf_counter()
-            achieved = tasks / (time.perf_counter() - started)
-            wait_succeeded(engine, tasks + WARMUP)
+
+def _wait(engine: sa.Engine, ids: list[uuid.UUID], timeout: float = 60.0) -> None:
+    """Poll until every task of ``ids`` has a succeeded run (or ``timeout`` passes)."""
+    deadline = time.monotonic() + timeout
+    runs = models.task_runs
+    query = (
+        sa.select(sa.func.count())
+        .select_from(runs)
+        .where(runs.c.task_id.in_(ids), runs.c.status == "succeeded")
+    )
+    while time.monotonic() < deadline:
         with engine.connect() as conn:
-            rows = conn.execute(
-                sa.text(
-                    "SELECT (r.result)::text FROM task_runs r JOIN tasks t ON t.id = r.task_id "
-                    "WHERE r.status = 'succeeded' ORDER BY t.id OFFSET :warmup"
-                ),
-                {"warmup": WARMUP},
-            ).all()
-    latencies = [int(row[0]) / 1e6 for row in rows]
+            if conn.execute(query).scalar_one() >= len(ids):
+                return
+        time.sleep(0.05)
+
+
+def warm_up(client: Client) -> None:
+    """Run WARMUP pickup tasks (connections and scripts warm on both sides), then idle 1 s."""
+    ids = [client.enqueue("bench.pickup", {"t0": time.time_ns()}).id for _ in range(WARMUP)]
+    _wait(client.service.store.engine, ids)
+    time.sleep(1.0)
+
+
+def send(client: Client, tasks: int, rate: float) -> dict[str, Any]:
+    """Enqueue ``tasks`` pickup tasks one at a time at ``rate`` per second to a running, warm
+    worker; wait for them and return the ms figures (without ``backend``)."""
+    engine = client.service.store.engine
+    interval = 1.0 / rate
+    ids: list[uuid.UUID] = []
+    started = next_at = time.perf_counter()
+    for _ in range(tasks):
+        ids.append(client.enqueue("bench.pickup", {"t0": time.time_ns()}).id)
+        next_at += interval
+        pause = next_at - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        else:  # running late: go on from now rather than send a burst to catch up
+            next_at = time.perf_counter()
+    achieved = tasks / (time.perf_counter() - started)
+    _wait(engine, ids)
+    latencies = _results(engine, ids)
     if len(latencies) < tasks:
-        raise RuntimeError(f"only {len(latencies)} of {tasks} pickup tasks ran on {backend}")
+        raise RuntimeError(f"only {len(latencies)} of {tasks} pickup tasks ran")
     return {
-        "backend": backend,
         "tasks": len(latencies),
         "rate_per_s": rate,
         "achieved_rate_per_s": achieved,
@@ -80,6 +102,28 @@ def measure(
         "p99_ms": percentile(latencies, 0.99),
         "max_ms": max(latencies),
     }
+
+
+def measure(
+    tasks: int, rate: float, *, use_redis: bool = True, backend: str | None = None
+) -> dict[str, Any]:
+    """Enqueue ``tasks`` pickup tasks one at a time at ``rate`` per second; return ms figures.
+
+    ``backend`` (``redis``, ``postgresql`` or ``sqlite``) overrides ``use_redis``.
+    """
+    backend = backend or ("redis" if use_redis else "postgresql")
+    with (
+        target_for(backend) as target,
+        target.client() as client,
+        worker(target, "-c", "8", settle=0),
+    ):
+        wait_for_workers(client, 1)
+        warm_up(client)
+        try:
+            result = send(client, tasks, rate)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc} on {backend}") from None
+    return {"backend": backend, **result}
 
 
 def main() -> None:

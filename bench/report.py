@@ -1,4 +1,4 @@
-"""Figures with their targets (issue 9), the printed table and the JSON document."""
+"""Figures with their targets (issues 9 and 15), the printed table and the JSON document."""
 
 from __future__ import annotations
 
@@ -86,6 +86,10 @@ RSS_IDLE_TARGET = Target("<=", 80)
 FETCH_RATIO_TARGET = Target("<=", 1.10)
 MEMORY_TARGET = Target("<=", 200)
 CPU_GROUPS = (("worker", "worker"), ("postgresql", "PostgreSQL"), ("redis", "Redis"))
+# Targets of issue 15 ("Done when"): drain keeps 80% of its rate while a prune runs; every
+# search filter answers its first page in under 50 ms (p95) at 2,000,000 tasks.
+HISTORY_DRAIN_RATIO_TARGET = Target(">=", 0.80)
+SEARCH_P95_TARGET = Target("<", 50)
 
 
 def _get(data: Any, *path: str) -> Any:
@@ -209,6 +213,196 @@ def figures(results: dict[str, Any]) -> list[Figure]:
                         stats.get("p50_us"),
                     )
                 )
+    history = results.get("history")
+    if history is not None:
+        rows += _history(history)
+    return rows
+
+
+def _overlap(manual: dict[str, Any], step: str) -> str:
+    whole = _get(manual, "concurrent_prune", step, "overlap_whole")
+    return "" if whole else " (prune did NOT overlap it all)"
+
+
+def _auto_pruning(history: dict[str, Any]) -> list[Figure]:
+    """The primary figure: drain and pickup with the worker's automatic pruning working off a
+    backlog versus the same worker without, medians of the interleaved rounds."""
+    auto = history.get("auto_pruning")
+    if not isinstance(auto, dict) or "drain" not in auto:
+        return []
+    drained, picked = auto["drain"], auto.get("pickup", {})
+    rounds = len(drained.get("baseline") or [])
+    each = f"median of {rounds}" if rounds > 1 else "one round"
+    flag = "" if auto.get("valid") else " (NOT VALID: see phases)"
+
+    def listed(values: list[float] | None, fmt: str) -> str:
+        return ", ".join(format(v, fmt) for v in values or [])
+
+    phases = auto.get("phases") or [{}]
+    rate = _get(phases[0], "pickup", "rate_per_s")
+    return [
+        Figure(
+            "history.drain.baseline",
+            f"Drain on the history, Redis x 8, no pruning ({each})",
+            "tasks/s",
+            drained.get("baseline_median"),
+            note=listed(drained.get("baseline"), ",.0f"),
+        ),
+        Figure(
+            "history.drain.pruning",
+            f"Drain, worker's automatic pruning working a backlog off ({each}){flag}",
+            "tasks/s",
+            drained.get("pruning_median"),
+            note=listed(drained.get("pruning"), ",.0f"),
+        ),
+        Figure(
+            "history.drain.ratio",
+            "Drain with automatic pruning / without",
+            "ratio",
+            drained.get("ratio"),
+            HISTORY_DRAIN_RATIO_TARGET,
+        ),
+        Figure(
+            "history.drain.prune_rate",
+            "Automatic pruning's rate during the drains (median)",
+            "tasks/s",
+            drained.get("prune_rate_median"),
+        ),
+        Figure(
+            "history.pickup.baseline.p99",
+            f"Pickup p99 on the history, {rate or 0:g}/s, no pruning ({each})",
+            "ms",
+            picked.get("baseline_p99_median"),
+            note=listed(picked.get("baseline_p99"), ".1f"),
+        ),
+        Figure(
+            "history.pickup.pruning.p99",
+            f"Pickup p99, {rate or 0:g}/s, automatic pruning ({each}){flag}",
+            "ms",
+            picked.get("pruning_p99_median"),
+            note=listed(picked.get("pruning_p99"), ".1f"),
+        ),
+        Figure(
+            "history.pickup.p99_ratio",
+            "Pickup p99 with automatic pruning / without",
+            "ratio",
+            picked.get("p99_ratio"),
+        ),
+    ]
+
+
+def _manual_prune(history: dict[str, Any]) -> list[Figure]:
+    """The secondary, informational figures (no target): drain and pickup while an operator's
+    ``taskrt prune`` runs flat out."""
+    manual = history.get("manual_prune")
+    if not isinstance(manual, dict) or "drain" not in manual:
+        return []
+    rows = [
+        Figure(
+            "history.manual_prune.drain",
+            "Drain while taskrt prune runs flat out" + _overlap(manual, "drain"),
+            "tasks/s",
+            _get(manual, "drain", "tasks_per_s"),
+        ),
+        Figure(
+            "history.manual_prune.drain_ratio",
+            "Drain while taskrt prune / no-pruning median (info)",
+            "ratio",
+            manual.get("drain_ratio_to_baseline_median"),
+        ),
+        Figure(
+            "history.manual_prune.prune_rate",
+            "taskrt prune's rate during that drain",
+            "tasks/s",
+            _get(manual, "concurrent_prune", "drain", "tasks_deleted_per_s"),
+        ),
+    ]
+    if "pickup" in manual:
+        rows.append(
+            Figure(
+                "history.manual_prune.pickup.p99",
+                "Pickup p99 while taskrt prune runs flat out" + _overlap(manual, "pickup"),
+                "ms",
+                _get(manual, "pickup", "p99_ms"),
+            )
+        )
+    return rows
+
+
+def _history(history: dict[str, Any]) -> list[Figure]:
+    """The history-at-scale figures (bench.history), as far as they were measured."""
+    rows: list[Figure] = []
+    seeded = _get(history, "sizes", "tasks") or 0
+    before = _get(history, "search_before_prune")
+    if before is not None:
+        for label, stats in before["filters"].items():
+            rows.append(
+                Figure(
+                    f"history.search.{label.replace(' ', '_')}.p95",
+                    f"Search p95 at {seeded:,} tasks: {label}",
+                    "ms",
+                    stats.get("p95_ms"),
+                    SEARCH_P95_TARGET,
+                    note=f"{stats.get('rows')} rows on the first page",
+                )
+            )
+        rows.append(
+            Figure(
+                "history.search.page2.max_p95",
+                f"Search p95 at {seeded:,} tasks, 2nd page, worst filter",
+                "ms",
+                before.get("max_p95_page2_ms"),
+            )
+        )
+    pruned = _get(history, "prune")
+    if pruned is not None:
+        tasks = pruned["deleted"]["tasks"]
+        rows += [
+            Figure(
+                "history.prune.seconds",
+                f"Prune {tasks:,} finished tasks with their runs",
+                "s",
+                pruned.get("seconds"),
+            ),
+            Figure(
+                "history.prune.tasks_per_s",
+                "Prune rate, tasks",
+                "tasks/s",
+                pruned.get("tasks_per_s"),
+            ),
+            Figure(
+                "history.prune.rows_per_s",
+                "Prune rate, tasks + runs",
+                "rows/s",
+                pruned.get("rows_per_s"),
+            ),
+        ]
+    for table, name in (("tasks", "task"), ("task_runs", "run")):
+        per_row = _get(history, "sizing_before", table, "bytes_per_row")
+        if per_row is not None:
+            rows.append(
+                Figure(
+                    f"history.sizing.{name}_bytes",
+                    f"PostgreSQL bytes per {name} (heap, TOAST, indexes)",
+                    "bytes",
+                    per_row,
+                )
+            )
+    after = _get(history, "search_after_prune")
+    if after is not None:
+        left = _get(history, "sizing_after_prune", "tasks", "rows") or 0
+        rows.append(
+            Figure(
+                "history.search.after_prune.max_p95",
+                f"Search p95 at {left:,} tasks (after prune), worst filter",
+                "ms",
+                after.get("max_p95_ms"),
+                SEARCH_P95_TARGET,
+                note=str(after.get("max_p95_filter")),
+            )
+        )
+    rows += _auto_pruning(history)
+    rows += _manual_prune(history)
     return rows
 
 

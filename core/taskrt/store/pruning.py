@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from taskrt.db.types import db_now_plus
 from taskrt.records import FINISHED_TASK_STATUSES, Actor, TaskKind
 from taskrt.store.audit import write_audit
-from taskrt.store.base import AUDIT, FIRES, OUTBOX, RUNS, SCHEDULES, TASKS, StoreBase
+from taskrt.store.base import AUDIT, FIRES, RUNS, SCHEDULES, TASKS, StoreBase
 
 FINISHED_STATUSES = FINISHED_TASK_STATUSES
 """The only task statuses pruning ever touches."""
@@ -125,30 +125,51 @@ class PruneStore(StoreBase):
         with self.transaction() as conn:
             if exclusive and not self.sql.try_exclusive(conn, PRUNE_LOCK_KEY):
                 return None
-            ids: list[uuid.UUID] = []
-            for status, age in sorted(ages.items()):
-                if len(ids) >= limit:
-                    break
-                pick = self.pick_statement(selection, status, age, limit - len(ids))
-                ids += conn.execute(pick).scalars()
-            if not ids:
-                return TaskBatch()
             if archive is not None:
-                archive(self._task_rows(conn, ids))
-            run_ids = sa.select(RUNS.c.id).where(RUNS.c.task_id.in_(ids))
-            conn.execute(sa.delete(OUTBOX).where(OUTBOX.c.run_id.in_(run_ids)))
-            runs = conn.execute(sa.delete(RUNS).where(RUNS.c.task_id.in_(ids))).rowcount
-            tasks = conn.execute(sa.delete(TASKS).where(TASKS.c.id.in_(ids))).rowcount
-        return TaskBatch(tasks=tasks, runs=runs, ids=ids)
+                return self._archive_and_delete(conn, selection, ages, limit, archive)
+            batch = TaskBatch()
+            for status, age in sorted(ages.items()):
+                if batch.tasks >= limit:
+                    break
+                pick = self.pick_statement(selection, status, age, limit - batch.tasks)
+                ids, runs = self.sql.delete_picked_tasks(conn, pick)
+                batch.ids += ids
+                batch.tasks += len(ids)
+                batch.runs += runs
+        return batch
 
-    @staticmethod
+    def _archive_and_delete(
+        self,
+        conn: Connection,
+        selection: TaskSelection,
+        ages: Mapping[str, float],
+        limit: int,
+        archive: ArchiveSink,
+    ) -> TaskBatch:
+        """The batch with an archive: the picked rows are read and written out before the
+        delete (in this transaction, so they cannot change in between)."""
+        ids: list[uuid.UUID] = []
+        for status, age in sorted(ages.items()):
+            if len(ids) >= limit:
+                break
+            pick = self.pick_statement(selection, status, age, limit - len(ids))
+            ids += conn.execute(pick).scalars()
+        if not ids:
+            return TaskBatch()
+        archive(self._task_rows(conn, ids))
+        gone = sa.select(TASKS.c.id).where(self.sql.one_of(TASKS.c.id, ids))
+        deleted, runs = self.sql.delete_picked_tasks(conn, gone)
+        return TaskBatch(tasks=len(deleted), runs=runs, ids=deleted)
+
     def _task_rows(
-        conn: Connection, ids: Sequence[uuid.UUID]
+        self, conn: Connection, ids: Sequence[uuid.UUID]
     ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-        tasks = conn.execute(sa.select(TASKS).where(TASKS.c.id.in_(ids)).order_by(TASKS.c.id))
+        tasks = conn.execute(
+            sa.select(TASKS).where(self.sql.one_of(TASKS.c.id, ids)).order_by(TASKS.c.id)
+        )
         runs: dict[uuid.UUID, list[dict[str, Any]]] = {}
         for run in conn.execute(
-            sa.select(RUNS).where(RUNS.c.task_id.in_(ids)).order_by(RUNS.c.attempt)
+            sa.select(RUNS).where(self.sql.one_of(RUNS.c.task_id, ids)).order_by(RUNS.c.attempt)
         ).mappings():
             runs.setdefault(run["task_id"], []).append(dict(run))
         return [(dict(task), runs.get(task["id"], [])) for task in tasks.mappings()]
@@ -231,7 +252,9 @@ class PruneStore(StoreBase):
             ids = list(conn.execute(pick).scalars())
             if not ids:
                 return 0
-            return int(conn.execute(sa.delete(rows).where(rows.c.id.in_(ids))).rowcount)
+            return int(
+                conn.execute(sa.delete(rows).where(self.sql.one_of(rows.c.id, ids))).rowcount
+            )
 
     def count_prunable_history(
         self, table: HistoryTable, age: float, *, tenant: str | None = None

@@ -108,6 +108,29 @@ class Dialect(ABC):
         """Let ``conn``'s transaction commit without waiting for the WAL flush, where the
         database can (for writes whose loss costs nothing but a repeat)."""
 
+    def one_of(
+        self, column: sa.ColumnElement[Any], values: Sequence[Any]
+    ) -> sa.ColumnElement[bool]:
+        """``column`` equal to one of ``values``, as a condition whose SQL text does not depend
+        on how many values there are where the database can (so it is compiled and prepared
+        once; PostgreSQL: ``= ANY(array)``), else ``IN (...)``."""
+        return column.in_(values)
+
+    def delete_picked_tasks(
+        self, conn: Connection, pick: sa.Select[Any]
+    ) -> tuple[list[uuid.UUID], int]:
+        """Delete the tasks ``pick`` selects (their ids) with their runs and outbox rows;
+        the ids deleted and how many runs went with them."""
+        ids = list(conn.execute(pick).scalars())
+        if not ids:
+            return [], 0
+        of_tasks = self.one_of(models.task_runs.c.task_id, ids)
+        run_ids = sa.select(models.task_runs.c.id).where(of_tasks)
+        conn.execute(sa.delete(models.outbox).where(models.outbox.c.run_id.in_(run_ids)))
+        runs = conn.execute(sa.delete(models.task_runs).where(of_tasks)).rowcount
+        conn.execute(sa.delete(models.tasks).where(self.one_of(models.tasks.c.id, ids)))
+        return ids, int(runs)
+
     def try_exclusive(self, conn: Connection, key: int) -> bool:
         """Take the transaction-scoped lock ``key`` if no other transaction holds it, saying
         whether it did (SQLite serializes writers instead: always True there)."""

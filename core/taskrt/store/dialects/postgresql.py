@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
+from taskrt.db import models
 from taskrt.ids import uuid7
 from taskrt.records import Actor, ClaimedRun, FinishReport, RunFinish, TaskInsert
 from taskrt.store.batches import dumps, finish_row, insert_batch
@@ -87,6 +88,35 @@ class PostgresDialect(Dialect):
 
     def try_exclusive(self, conn: Connection, key: int) -> bool:
         return bool(conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(key))).scalar_one())
+
+    def one_of(
+        self, column: sa.ColumnElement[Any], values: Sequence[Any]
+    ) -> sa.ColumnElement[bool]:
+        array = postgresql.ARRAY(column.type)
+        return column == sa.any_(sa.bindparam(None, list(values), type_=array))
+
+    def delete_picked_tasks(
+        self, conn: Connection, pick: sa.Select[Any]
+    ) -> tuple[list[uuid.UUID], int]:
+        # one statement, no ids sent to the database: the runs and outbox rows go by the
+        # foreign keys' ON DELETE CASCADE, counted first from the same snapshot
+        tasks, runs = models.tasks, models.task_runs
+        picked = pick.cte("picked")
+        counted = (
+            sa.select(sa.func.count())
+            .select_from(runs)
+            .where(runs.c.task_id.in_(sa.select(picked.c.id)))
+            .scalar_subquery()
+        )
+        gone = (
+            sa.delete(tasks)
+            .where(tasks.c.id.in_(sa.select(picked.c.id)))
+            .returning(tasks.c.id)
+            .cte("gone")
+        )
+        stmt = sa.select(gone.c.id, counted.label("runs"))
+        rows = conn.execute(stmt).all()
+        return [row.id for row in rows], int(rows[0].runs) if rows else 0
 
     def try_hold(self, conn: Connection, key: int) -> bool:
         held = conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar_one()
