@@ -1,4 +1,4 @@
-"""Fair dequeue across tenants with real worker processes (issue 16; plan-16 section 11.2).
+"""Fair dequeue across tenants with real worker processes (issue 16).
 
 Tenant A has 5,000 queued tasks; two ``--tenants '*' -c 4 --prefetch 0`` workers drain them;
 while they do, tenant B enqueues 50 tasks, one every 40 ms. The bound asserted: for every B

@@ -1,5 +1,5 @@
 """``/api/v1/tenants`` (operators only, audited) and the 429 of a tenant's quota on task
-creation (issue 16, plan sections 7.3 and 8)."""
+creation (issue 16)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Redis keys per (tenant, queue) and the fair fetch against real Redis and PostgreSQL
-(plan-16 sections 4 and 6, "Tests (S2)")."""
+(issue 16)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tenants and their quotas against real PostgreSQL and SQLite (issue 16, plan section 8):
+"""Tenants and their quotas against real PostgreSQL and SQLite (issue 16):
 the tenants store, exact refusal at the limit with nothing stored, tokens given back by a
 rollback, and the unchanged fast path of tenants without quotas."""
 

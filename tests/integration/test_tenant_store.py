@@ -1,4 +1,4 @@
-"""The store keeps tenants apart in every statement (issue 16, plan section 3), on PostgreSQL and
+"""The store keeps tenants apart in every statement (issue 16), on PostgreSQL and
 SQLite: tenant ``beta`` asking for ``acme``'s ids finds nothing and changes nothing; what the
 store creates from a row (retries, replays, lost runs' next runs, outbox rows, dispatch entries,
 audit rows) carries the row's tenant; the queue layer's addresses (``acme/q``) reach exactly

@@ -1,4 +1,4 @@
-"""Fair fetch plans across tenants (worker/fairness.py; plan-16 section 6)."""
+"""Fair fetch plans across tenants (worker/fairness.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The arithmetic of tenant quotas (the enqueue-rate token bucket), the checks of tenant
-settings, and the ``tenant`` metrics label switch (issue 16, plan sections 8 and 9)."""
+settings, and the ``tenant`` metrics label switch (issue 16)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Fair fetching across tenants: which queue addresses a worker serving several tenants asks,
-in which order and for how many runs (plan-16 section 6, docs/how-to/tenants.md).
+in which order and for how many runs (docs/how-to/tenants.md).
 
 A worker started with ``--tenants a,b`` or ``--tenants '*'`` builds each fetch's plan here:
 
@@ -195,12 +195,13 @@ class TenantRotation:
 
 
 def describe(rotation: TenantRotation) -> str:
-    """The served tenants for the startup log line."""
+    """The served tenants for the startup log line, by name (the rotation's own order starts
+    at a random place)."""
     if rotation.all_tenants:
         return "* (every tenant)"
     return ",".join(
         f"{t}:{rotation.weights[t]}" if rotation.weights.get(t, 1) != 1 else t
-        for t in rotation.tenants
+        for t in sorted(rotation.tenants)
     )
 
 

@@ -3,13 +3,15 @@ tenant-owned table, and per-tenant indexes (docs/how-to/tenants.md).
 
 Every ``tenant`` column is ``varchar(64) NOT NULL DEFAULT 'default'``, so existing rows belong
 to the ``default`` tenant, whose row this migration inserts. On PostgreSQL 11+ adding such a
-column is metadata-only (no table rewrite). The new indexes lead with the tenant and are created
-``IF NOT EXISTS``: on a large table they may be built beforehand with ``CREATE INDEX
-CONCURRENTLY`` under these names. The dedup key becomes unique per tenant, and a queue's pause
-state is kept per tenant (``queues`` is keyed by ``(tenant, name)``).
+column is metadata-only (no table rewrite). The new indexes lead with the tenant, a column
+this migration adds, so they are built here, inside the upgrade's transaction: on a large table
+plan a maintenance window (docs/how-to/tenants.md, "Upgrading to tenants"). The dedup key becomes unique
+per tenant, and a queue's pause state is kept per tenant (``queues`` is keyed by
+``(tenant, name)``).
 
-Producers and API processes must be stopped during the upgrade: an older process's
-``ON CONFLICT (name, dedup_key)`` no longer matches a unique index. Workers may keep running.
+Stop producers and API processes during the upgrade: an older process's ``ON CONFLICT (name,
+dedup_key)`` no longer matches a unique index. Workers may keep running; their statements wait
+on the locks the index builds hold until the migration commits.
 
 The downgrade refuses while any row belongs to a tenant other than ``default``.
 
