@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,19 @@ from tests.support.procs import run_cli
 from tests.support.tenants import create_tenant, snapshot
 
 pytestmark = pytest.mark.services
+
+
+@pytest.fixture(autouse=True)
+def _cli_group_left_as_found() -> Iterator[None]:
+    """Walking the in-process ``taskrt`` group adds the plugins' commands to it; take them
+    away again, so later tests see the built-in group (the CLI reference test does)."""
+    from taskrt.cli import cli
+
+    commands, added = dict(cli.commands), cli._plugin_commands_added
+    yield
+    cli.commands.clear()
+    cli.commands.update(commands)
+    cli._plugin_commands_added = added
 
 A, B = "acme", "bravo"
 RANDOM = "00000000-0000-7000-8000-000000000000"
