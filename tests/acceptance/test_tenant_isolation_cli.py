@@ -45,6 +45,7 @@ def _cli_group_left_as_found() -> Iterator[None]:
     cli.commands.update(commands)
     cli._plugin_commands_added = added
 
+
 A, B = "acme", "bravo"
 RANDOM = "00000000-0000-7000-8000-000000000000"
 
