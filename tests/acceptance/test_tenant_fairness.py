@@ -8,8 +8,8 @@ limit, at most C). Without fairness it is in the thousands (B's tasks wait for A
 
 The handler is ``example.echo`` (it returns at once), so A's backlog drains fast and the test
 stays well under a minute; the bound counts tasks, not time, so it is the same with a slower
-handler. Tasks are enqueued through the service layer with ``tenant=`` (the client's tenant
-scoping is another stage's).
+handler. Tasks are enqueued through the service layer with ``tenant=``. Nothing here is timed:
+the assertions count tasks (timings belong to the benchmark).
 """
 
 from __future__ import annotations
@@ -150,21 +150,11 @@ def test_a_deep_backlog_cannot_starve_a_tenant_with_a_few_tasks(
     # the bound: at most N x (C + P + L) of A's tasks start while a B task waits
     assert max(overtaken) <= BOUND, sorted(overtaken)
 
-    # B's longest wait: at most BOUND of A's run times, plus a second of slack (2-core CI)
-    a_mean = db.scalar(
-        "SELECT avg(extract(epoch FROM finished_at - started_at)) FROM task_runs "
-        "WHERE tenant = 'a' AND status = 'succeeded'"
-    )
-    waits = [(start - enqueued).total_seconds() for enqueued, start in b_runs]
-    assert max(waits) <= BOUND * float(a_mean) + 1.0, (max(waits), a_mean)
-
-    # A keeps at least 40% of its pace while B is served (equal weights)
+    # and A is not starved in turn: while B's tasks came and went, A kept starting tasks (its
+    # equal weight gives it every slot B does not use; counted, not timed)
     first_b, last_b = b_runs[0][0], max(start for _e, start in b_runs)
-    before = [s for s in a_starts if s < first_b]
-    alone = (len(before) - 1) / (before[-1] - before[0]).total_seconds()
     during = sum(1 for s in a_starts if first_b <= s <= last_b)
-    shared = during / (last_b - first_b).total_seconds()
-    assert shared >= 0.4 * alone, (shared, alone)
+    assert during >= B_TASKS, (during, B_TASKS)
 
 
 def test_weights_share_the_workers_between_busy_tenants(
