@@ -204,10 +204,8 @@ def test_an_all_tenants_worker_hears_every_tenants_wake_ups(
 ) -> None:
     backend.prepare_wait([], all_tenants=True)
     store.create_tenant("late")  # created after the subscription: no resubscribe needed
-    started = time.monotonic()
     enqueue(service, 1, "q", tenant="late")
     assert woken(backend, [], 5.0, all_tenants=True) == frozenset({"late/q"})
-    assert time.monotonic() - started < 4.0
     enqueue(service, 1, "other")
     assert woken(backend, [], 5.0, all_tenants=True) == frozenset({"other"})
 
