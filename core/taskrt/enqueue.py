@@ -13,7 +13,7 @@ from typing import Any
 
 from taskrt.exceptions import ValidationError
 from taskrt.jsonlimits import Problem, json_problems, text_problems
-from taskrt.records import EnqueueRequest, TaskInsert
+from taskrt.records import FINISHED_TASK_STATUSES, EnqueueRequest, TaskInsert
 
 
 @dataclass(slots=True)
@@ -65,7 +65,7 @@ class EnqueueResult:
         return {"id": str(self.id), "created": self.created, "name": self.name, "queue": self.queue}
 
 
-FINISHED_STATUSES = ("completed", "failed", "cancelled")
+FINISHED_STATUSES = FINISHED_TASK_STATUSES
 """The task statuses a task can be run again from (``taskrt task retry``)."""
 
 
