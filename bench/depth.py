@@ -170,7 +170,7 @@ def acquire_depths(backend: str, depths: Sequence[int], samples: int) -> dict[st
     out: dict[str, Any] = {}
     identity = WorkerIdentity(id=uuid.uuid4(), lease_ttl=LEASE_TTL_MS / 1000)
     with postgres_target(use_redis=backend == "redis") as target, target.client() as client:
-        service = client.service
+        service = client.service.service  # unscoped: the queue backend lives there
         queued = 0
         for depth in sorted(depths):
             fill(client, depth - queued)
